@@ -1,0 +1,70 @@
+# Landslide SAR mapper. `make demo` and `make test` install what is missing first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+SYSTEM_PYTHON := /usr/bin/python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-stamp
+APT_PACKAGES := python3-qgis qgis-providers python3-venv python3-scipy python3-numpy
+SAMPLE := landslide_sar_plugin/sample_data
+OUT ?= out/demo
+export QT_QPA_PLATFORM ?= offscreen
+
+.PHONY: help setup demo test test-unit test-qgis bench package lint sample clean
+
+help:
+	@echo "make demo     install what is missing, detect landslides on the synthetic sample scene"
+	@echo "make test     install what is missing, run the whole test suite"
+	@echo "make setup    install QGIS (Debian) if needed and the Python packages into $(VENV)"
+	@echo "make bench    run the benchmarks, write bench/report.json"
+	@echo "make package  build the plugin zip for the QGIS plugin repository (dist/)"
+	@echo "make lint     ruff on everything, bandit on the plugin package"
+	@echo "make sample   regenerate the sample scene byte for byte"
+
+# QGIS comes from Debian and lives in the system Python; the venv sees it through
+# --system-site-packages. Nothing is reinstalled when the stamp is newer than the pins.
+setup: $(STAMP)
+
+$(STAMP): tests/requirements.txt tests/constraints.txt
+	@if ! $(SYSTEM_PYTHON) -c "import qgis.core, venv, scipy" >/dev/null 2>&1; then \
+	  echo "Installing QGIS from Debian ($(APT_PACKAGES))..."; \
+	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO="sudo"; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null || \
+	  { echo "error: could not install QGIS with apt-get (run as root or with sudo)"; exit 1; }; \
+	fi
+	@[ -x $(PY) ] || $(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -c tests/constraints.txt -r tests/requirements.txt
+	@$(PY) -c "import qgis.core, rasterio, scipy, onnxruntime, ee, numpy; print('environment ready: numpy', numpy.__version__, 'rasterio', rasterio.__version__)"
+	@touch $(STAMP)
+
+demo: setup
+	$(PY) -m landslide_sar_plugin detect --scenes $(SAMPLE)/scenes --dem $(SAMPLE)/dem.tif \
+	  --event-json $(SAMPLE)/event.json --truth $(SAMPLE)/truth/truth_mask.tif --preview --out $(OUT)
+
+test: setup
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-unit: setup
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-qgis: setup
+	$(PY) -m pytest tests/qgis $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) tests/bench/bench_engine.py --out bench/report.json
+
+package: setup
+	$(PY) .ci/package_plugin.py --out dist
+
+lint: setup
+	$(PY) -m ruff check --config .ci/ruff.toml landslide_sar_plugin training tests .ci
+	$(PY) -m bandit -q -r landslide_sar_plugin -c .ci/bandit.yaml
+
+sample: setup
+	$(PY) -m landslide_sar_plugin simulate --preset sample --seed 20180906 --out $(SAMPLE)
+
+clean:
+	rm -rf out dist bench .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

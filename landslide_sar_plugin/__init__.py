@@ -1,0 +1,17 @@
+"""Landslide SAR mapper: a QGIS plugin and a headless engine for Sentinel-1 landslide mapping.
+
+QGIS calls :func:`classFactory`.  The engine in :mod:`landslide_sar_plugin.core`
+and the command line (``python -m landslide_sar_plugin``) work without QGIS,
+so importing this package must not import QGIS either.
+"""
+
+from .core.version import __version__
+
+__all__ = ["__version__", "classFactory"]
+
+
+def classFactory(iface):  # noqa: N802 (name fixed by QGIS)
+    """Entry point called by QGIS when the plugin is loaded."""
+    from .plugin import LandslideSarPlugin
+
+    return LandslideSarPlugin(iface)

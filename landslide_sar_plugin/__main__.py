@@ -1,0 +1,8 @@
+"""``python -m landslide_sar_plugin``: the headless command line."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

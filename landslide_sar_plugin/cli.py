@@ -1,0 +1,65 @@
+"""Headless command line: ``python -m landslide_sar_plugin <command> ...``.
+
+Needs no QGIS.  Every command calls the same ``core`` functions that the QGIS
+dock and the Processing algorithms call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from .commands import COMMAND_MODULES
+from .core.version import __version__
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # the input or the request was wrong; the message says what to do
+EXIT_USAGE = 2  # argparse's own code for bad options
+EXIT_INTERRUPTED = 130
+
+
+class CommandError(Exception):
+    """A failure the user can fix; printed as one line without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m landslide_sar_plugin",
+        description="Landslide SAR mapper: candidate landslides from Sentinel-1 backscatter change.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"{__package__}.commands.{name}")
+        cmd = sub.add_parser(
+            module.NAME,
+            help=module.HELP,
+            description=module.__doc__,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args._run(args) or EXIT_OK)
+    except KeyboardInterrupt:
+        print("interrupted; no partial output was kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (CommandError, ValueError, FileNotFoundError, PermissionError) as exc:
+        if args.verbose:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE

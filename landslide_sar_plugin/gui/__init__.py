@@ -1,0 +1,1 @@
+"""Qt/QGIS user interface. Thin: every computation is delegated to ``core``."""

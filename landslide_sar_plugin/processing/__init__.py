@@ -1,0 +1,1 @@
+"""QGIS Processing provider: the same core steps as toolbox/modeler algorithms."""

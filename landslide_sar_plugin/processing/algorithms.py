@@ -1,0 +1,3 @@
+"""Processing algorithms of the "Landslide SAR" provider."""
+
+ALGORITHMS: list = []
