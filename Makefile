@@ -8,6 +8,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 APT_PACKAGES := python3-qgis qgis-providers python3-venv python3-scipy python3-numpy
 SAMPLE := landslide_sar_plugin/sample_data
+SAMPLE_SEED := 20180906
+SAMPLE_EVENT := 2018-09-05T18:07:59Z
 OUT ?= out/demo
 export QT_QPA_PLATFORM ?= offscreen
 
@@ -41,7 +43,8 @@ $(STAMP): tests/requirements.txt tests/constraints.txt
 
 demo: setup
 	$(PY) -m landslide_sar_plugin detect --scenes $(SAMPLE)/scenes --dem $(SAMPLE)/dem.tif \
-	  --event-json $(SAMPLE)/event.json --truth $(SAMPLE)/truth/truth_mask.tif --preview --out $(OUT)
+	  --event $(SAMPLE_EVENT) --event-id sample_synthetic_$(SAMPLE_SEED) \
+	  --truth $(SAMPLE)/truth/truth_mask.tif --preview --out $(OUT)
 
 test: setup
 	$(PY) -m pytest tests $(PYTEST_ARGS)
@@ -63,7 +66,7 @@ lint: setup
 	$(PY) -m bandit -q -r landslide_sar_plugin -c .ci/bandit.yaml
 
 sample: setup
-	$(PY) -m landslide_sar_plugin simulate --preset sample --seed 20180906 --out $(SAMPLE)
+	$(PY) -m landslide_sar_plugin simulate --preset sample --seed $(SAMPLE_SEED) --out $(SAMPLE)
 
 clean:
 	rm -rf out dist bench .pytest_cache .ruff_cache .hypothesis

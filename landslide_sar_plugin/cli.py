@@ -45,21 +45,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the message (tests swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = _CurrentStderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    package_log = logging.getLogger(__package__)
+    package_log.addHandler(handler)
+    package_log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return int(args._run(args) or EXIT_OK)
     except KeyboardInterrupt:
         print("interrupted; no partial output was kept", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # output piped into `head` and closed early: not an error
+        return EXIT_OK
     except (CommandError, ValueError, FileNotFoundError, PermissionError) as exc:
         if args.verbose:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    finally:
+        package_log.removeHandler(handler)

@@ -160,6 +160,20 @@ def _check_identifier(name: str) -> str:
     return name
 
 
+def _sql(template: str, **identifiers: str | Sequence[str]) -> str:
+    """Fill table and column names into an SQL template, validated and double-quoted.
+
+    SQLite binds values but not identifiers, so names must be spliced into the
+    statement text; every name passes :func:`_check_identifier` first (a list
+    becomes a comma-separated column list).  Values always go through ``?``.
+    """
+    quoted = {}
+    for key, value in identifiers.items():
+        names = [value] if isinstance(value, str) else list(value)
+        quoted[key] = ", ".join('"' + _check_identifier(n) + '"' for n in names)
+    return template.format(**quoted)
+
+
 def _srs_row(crs) -> tuple[int, str, str, int, str]:
     """(srs_id, name, organization, org id, WKT) for a rasterio-compatible CRS."""
     from rasterio.crs import CRS
@@ -260,7 +274,7 @@ def create_layer(
             raise GeoPackageError(f"field {name!r}: type must be one of {FIELD_TYPES}, not {ftype!r}")
         cols.append(f'"{name}" {ftype.upper()}' + (" UNIQUE" if name in unique else ""))
     srs_id = ensure_srs(conn, crs)
-    conn.execute(f'CREATE TABLE "{layer}" ({", ".join(cols)})')
+    conn.execute(_sql("CREATE TABLE {layer} (", layer=layer) + ", ".join(cols) + ")")
     conn.execute(
         "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, srs_id) "
         "VALUES (?, 'features', ?, ?, ?)",
@@ -300,10 +314,9 @@ def insert_features(
         if unknown:
             raise GeoPackageError(f"layer {layer!r} has no field(s) {sorted(unknown)}")
         names = list(feat.properties)
-        placeholders = ", ".join("?" * (len(names) + 1))
-        cols = ", ".join(["geom"] + [f'"{c}"' for c in names])
+        statement = _sql("INSERT INTO {layer} ({cols}) VALUES (", layer=layer, cols=["geom", *names])
         conn.execute(
-            f'INSERT INTO "{layer}" ({cols}) VALUES ({placeholders})',
+            statement + ", ".join("?" * (len(names) + 1)) + ")",
             [encode_geometry(geom, srs_id)] + [_to_sql_value(feat.properties[c]) for c in names],
         )
         n += 1
@@ -314,7 +327,7 @@ def insert_features(
 def _update_extent(conn: sqlite3.Connection, layer: str) -> None:
     minx = miny = float("inf")
     maxx = maxy = float("-inf")
-    for (blob,) in conn.execute(f'SELECT geom FROM "{layer}" WHERE geom IS NOT NULL'):
+    for (blob,) in conn.execute(_sql("SELECT geom FROM {layer} WHERE geom IS NOT NULL", layer=layer)):
         blob = bytes(blob)
         if blob[3] & 0b1110 and not blob[3] & 0b1_0000:
             x0, x1, y0, y1 = struct.unpack_from("<dddd" if blob[3] & 1 else ">dddd", blob, 8)
@@ -341,7 +354,7 @@ def _layer_info(conn: sqlite3.Connection, layer: str) -> tuple[int, dict[str, st
     srs_id, geom_col = row
     fields = {
         r[1]: (r[2] or "").upper()
-        for r in conn.execute(f'PRAGMA table_info("{layer}")')
+        for r in conn.execute(_sql("PRAGMA table_info({layer})", layer=layer))
         if r[1] not in ("fid", geom_col) and not r[5]
     }
     return srs_id, fields
@@ -387,9 +400,9 @@ def iter_features(conn: sqlite3.Connection, layer: str) -> Iterator[Feature]:
         "SELECT column_name FROM gpkg_geometry_columns WHERE table_name = ?", (layer,)
     ).fetchone()
     names = list(fields)
-    pk = next((r[1] for r in conn.execute(f'PRAGMA table_info("{layer}")') if r[5]), "fid")
-    cols = ", ".join([f'"{pk}"', f'"{geom_col}"'] + [f'"{c}"' for c in names])
-    for row in conn.execute(f'SELECT {cols} FROM "{layer}" ORDER BY "{pk}"'):
+    pk = next((r[1] for r in conn.execute(_sql("PRAGMA table_info({layer})", layer=layer)) if r[5]), "fid")
+    query = _sql("SELECT {cols} FROM {layer} ORDER BY {pk}", cols=[pk, geom_col, *names], layer=layer, pk=pk)
+    for row in conn.execute(query):
         yield Feature(geometry=decode_geometry(row[1]), properties=dict(zip(names, row[2:])), fid=row[0])
 
 

@@ -1,0 +1,226 @@
+"""Detect candidate landslides from Sentinel-1 backscatter change (the A_ratio method).
+
+Reads a folder of Sentinel-1 GeoTIFFs (one per acquisition, in dB or linear),
+takes the per-pixel median of the pre-event and of the post-event stack per
+orbit track, computes A_ratio = pre - post in dB (positive = backscatter
+dropped, typical of a fresh scar in vegetation), averages the orbit passes,
+masks flat and convex terrain with the DEM, thresholds, and writes
+candidate polygons. All outputs land in --out: a_ratio.tif (masked),
+a_ratio_<pass>.tif, counts.tif, mask.tif, exceedance.tif, heatmap.tif,
+candidates.gpkg and run.json (plus preview.png with --preview).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+NAME = "detect"
+HELP = "detect candidate landslides (A_ratio change detection)"
+
+
+def _none_or_float(text: str):
+    return None if str(text).lower() in ("none", "off") else float(text)
+
+
+def _range(text: str):
+    from ..core.catalog import parse_time
+
+    parts = text.split("/")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: give START/END, e.g. 2018-06-01/2018-09-05")
+    return parse_time(parts[0]), parse_time(parts[1])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..core.detect import DetectParams
+
+    d = DetectParams.__dataclass_fields__  # the single source of the defaults
+
+    def default(name):
+        return d[name].default
+
+    io = parser.add_argument_group("inputs and outputs")
+    io.add_argument("--scenes", required=True, metavar="DIR",
+                    help="folder of Sentinel-1 GeoTIFFs, one per acquisition (tags, ESA/HyP3 names or scenes.csv)")
+    io.add_argument("--dem", required=True, metavar="FILE", help="DEM GeoTIFF (metres, any CRS) covering the AOI")
+    io.add_argument("--event", required=True, metavar="ISO8601",
+                    help="event time in UTC, e.g. 2018-09-06T03:08Z (a date alone means 00:00 UTC)")
+    io.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    io.add_argument("--aoi", metavar="BOX|FILE",
+                    help="area of interest: xmin,ymin,xmax,ymax[,CRS] (CRS default EPSG:4326) or a polygon file "
+                         "(.gpkg/.geojson); default: the union of the scenes")
+    io.add_argument("--event-id", default="", help="event identifier stored with every polygon "
+                                                   "(default: event_<YYYYmmddTHHMM>)")
+    io.add_argument("--truth", metavar="FILE",
+                    help="reference landslides (mask raster or polygons): print precision, recall, F1 against them")
+    io.add_argument("--preview", action="store_true", help="also write preview.png (ratio, candidates, truth)")
+
+    st = parser.add_argument_group("stacks")
+    st.add_argument("--pre-days", type=float, default=default("pre_days"),
+                    help="pre-event window in days before the event")
+    st.add_argument("--post-days", type=float, default=default("post_days"),
+                    help="post-event window in days after the event")
+    st.add_argument("--pre-range", type=_range, metavar="START/END",
+                    help="explicit pre-event date range (inclusive, UTC), replaces --pre-days")
+    st.add_argument("--post-range", type=_range, metavar="START/END",
+                    help="explicit post-event date range (inclusive, UTC), replaces --post-days")
+    st.add_argument("--polarisation", choices=("VH", "VV", "both"), default=default("polarisation"),
+                    help="polarisation of the ratio; 'both' averages the VV and VH ratios")
+    st.add_argument("--merge-orbits", action="store_true",
+                    help="one median per pass over all relative orbits (Handwerger's scripts) instead of one "
+                         "median per relative orbit, averaged")
+    st.add_argument("--edge-noise-db", type=float, default=default("edge_noise_db"),
+                    help="backscatter at or below this (dB) is frame-edge noise and ignored")
+    st.add_argument("--speckle-sigma", type=float, default=default("speckle_sigma_m"), metavar="M",
+                    help="Gaussian speckle smoothing of each composite, sigma in metres (0 = off); "
+                         "kernel radius is twice sigma")
+
+    gr = parser.add_argument_group("grid")
+    gr.add_argument("--pixel-size", type=float, default=default("pixel_size"), metavar="M",
+                    help="output pixel size in metres")
+    gr.add_argument("--crs", help="output CRS (default: the scenes' projected CRS, else the UTM zone of the AOI)")
+    gr.add_argument("--block-size", type=int, default=default("block_size"), metavar="PX",
+                    help="processing block edge in pixels (memory grows with its square and the stack depth)")
+
+    te = parser.add_argument_group("terrain masks")
+    te.add_argument("--slope-min", type=_none_or_float, default=default("slope_min_deg"), metavar="DEG",
+                    help="keep pixels with slope >= DEG degrees ('none' = no slope mask)")
+    te.add_argument("--curv-min", type=_none_or_float, default=default("curv_min"), metavar="1/M",
+                    help="keep pixels with Laplacian curvature >= this, in 1/m (negative = convex; "
+                         "Handwerger et al. used -0.005, which removes ridge crests; 'none' = no curvature mask)")
+    te.add_argument("--curv-sigma", type=float, default=default("curv_sigma_m"), metavar="M",
+                    help="sigma of the Gaussian DEM smoothing before curvature, metres")
+    te.add_argument("--curv-radius", type=float, default=default("curv_radius_m"), metavar="M",
+                    help="radius of that Gaussian kernel, metres")
+    te.add_argument("--water-mask", metavar="FILE", help="raster, non-zero = water (excluded)")
+
+    th = parser.add_argument_group("threshold and candidates")
+    ex = th.add_mutually_exclusive_group()
+    ex.add_argument("--threshold", type=float, metavar="DB",
+                    help=f"fixed A_ratio threshold in dB, exceedance is ratio > DB "
+                         f"(default: {default('threshold_db'):g} dB when no --percentile)")
+    ex.add_argument("--percentile", type=float, metavar="P",
+                    help="threshold at the exact P-th percentile of the masked ratio instead "
+                         "(Handwerger et al. 2022 used 99)")
+    th.add_argument("--smooth-ratio", type=float, default=default("ratio_sigma_m"), metavar="M",
+                    help="Gaussian smoothing of the ratio before thresholding, sigma in metres (0 = off)")
+    th.add_argument("--min-area", type=float, default=default("min_area_m2"), metavar="M2",
+                    help="drop candidate polygons smaller than this, square metres")
+    th.add_argument("--heatmap-radius", type=float, default=default("heatmap_radius_m"), metavar="M",
+                    help="radius of the landslide-density heatmap, metres")
+
+
+class _ProgressBar:
+    """One line on a terminal, a line per 10 % when piped (CI logs stay short)."""
+
+    def __init__(self, stream=None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty()
+        self.last_decile = -1
+        self.last_draw = 0.0
+
+    def __call__(self, fraction: float, message: str) -> None:
+        pct = int(fraction * 100)
+        if self.tty:
+            now = time.monotonic()
+            if now - self.last_draw > 0.1 or fraction >= 1:
+                bar = "#" * (pct // 4) + "." * (25 - pct // 4)
+                self.stream.write(f"\r[{bar}] {pct:3d}% {message[:60]:<60}")
+                self.stream.flush()
+                self.last_draw = now
+        elif pct // 10 > self.last_decile:
+            self.last_decile = pct // 10
+            self.stream.write(f"[{pct:3d}%] {message}\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+
+
+def params_from_args(args):
+    from ..core.catalog import parse_time
+    from ..core.detect import DetectParams
+    from ..core.grid import parse_aoi
+
+    threshold_db = args.threshold
+    if threshold_db is None and args.percentile is None:
+        threshold_db = DetectParams.__dataclass_fields__["threshold_db"].default
+    return DetectParams(
+        event_time=parse_time(args.event),
+        pre_days=args.pre_days,
+        post_days=args.post_days,
+        pre_range=args.pre_range,
+        post_range=args.post_range,
+        polarisation=args.polarisation,
+        per_orbit=not args.merge_orbits,
+        pixel_size=args.pixel_size,
+        aoi=parse_aoi(args.aoi) if args.aoi else None,
+        crs=args.crs,
+        edge_noise_db=args.edge_noise_db,
+        speckle_sigma_m=args.speckle_sigma,
+        speckle_radius_m=2 * args.speckle_sigma,
+        slope_min_deg=args.slope_min,
+        curv_min=args.curv_min,
+        curv_sigma_m=args.curv_sigma,
+        curv_radius_m=args.curv_radius,
+        water_mask=args.water_mask,
+        threshold_db=threshold_db,
+        percentile=args.percentile,
+        ratio_sigma_m=args.smooth_ratio,
+        ratio_radius_m=2 * args.smooth_ratio,
+        min_area_m2=args.min_area,
+        heatmap_radius_m=args.heatmap_radius,
+        event_id=args.event_id,
+        block_size=args.block_size,
+    )
+
+
+def run(args) -> int:
+    from ..cli import CommandError
+    from ..core.detect import DetectionError, run_detection
+
+    try:
+        params = params_from_args(args)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    bar = _ProgressBar()
+    try:
+        result = run_detection(args.scenes, args.dem, args.out, params, progress=bar)
+    except DetectionError as exc:
+        bar.close()
+        raise CommandError(str(exc)) from None
+    bar.close()
+    if result.synthetic:
+        print("NOTE: the input scenes are SYNTHETIC (simulated); these results are for trying the tool only.")
+    print("stacks used:")
+    for line in result.selection.summary_lines():
+        print(f"  {line}")
+    rule = result.run_info["threshold_rule"]
+    print(f"threshold: {result.threshold_db:.3f} dB ({rule}); {result.n_candidates} candidate polygons")
+    for key, path in sorted(result.files.items()):
+        print(f"  {key:<22} {path}")
+    if args.preview:
+        from ..core.preview import render_preview
+
+        png = render_preview(result.files["a_ratio"], result.out_dir / "preview.png",
+                             candidates_path=result.files["candidates"], truth_path=args.truth)
+        print(f"  {'preview':<22} {png}")
+    if args.truth:
+        from ..core.metrics import evaluate_files
+
+        report = evaluate_files(result.files["candidates"], args.truth)
+        px = report["pixel"]
+        obj = report["objects"]
+        print(f"against {args.truth}: precision {px['precision']:.3f}, recall {px['recall']:.3f}, "
+              f"F1 {px['f1']:.3f}, IoU {px['iou']:.3f}; slides detected {obj['n_detected']}/{obj['n_truth']} "
+              f"({obj['detection_rate']:.1%}), false alarms {obj['n_false_alarms']}")
+        from ..core.raster_io import atomic_output
+
+        with atomic_output(result.out_dir / "evaluation.json") as tmp:
+            tmp.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    print(f"done in {result.timings_s['total_s']:.1f} s; outputs in {result.out_dir}")
+    return 0

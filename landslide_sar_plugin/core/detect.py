@@ -1,0 +1,692 @@
+"""The A_ratio landslide detection run: scenes + DEM + event -> ratio, masks, candidates, heatmap.
+
+One function, :func:`run_detection`, used by the command line, the QGIS dock
+(inside a ``QgsTask``) and the Processing algorithm.  It streams the grid in
+blocks, so memory is set by ``block_size`` and the stack depth, not by the
+scene size:
+
+1. catalogue the scene folder, pick pre/post stacks per track (:mod:`.catalog`);
+2. build the output grid from the AOI (:mod:`.grid`);
+3. pass 1, per block: DEM -> slope and curvature -> terrain mask
+   (:mod:`.terrain`); per track: pre and post median composites -> ratio
+   (:mod:`.composite`); average tracks and passes; mask; write;
+4. threshold: a fixed value in dB or an exact percentile of the masked ratio
+   (:mod:`.threshold`), optionally after smoothing the ratio;
+5. pass 2, per block: exceedance mask and density heatmap;
+6. candidate polygons (GDAL polygonize, streamed) with zonal statistics;
+7. every raster becomes a compressed cloud-optimised GeoTIFF; all files are
+   staged in a hidden folder and moved into the output folder only when the
+   whole run has succeeded, so a failed or cancelled run leaves nothing that
+   looks complete.  ``run.json`` records inputs, parameters, versions, timings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from . import catalog as cat
+from . import composite, terrain, threshold
+from .gpkg import write_features
+from .grid import Aoi, Grid, GridError, RasterOnGrid, footprint, grid_from_bounds, overlap_fraction
+from .raster_io import geotiff_profile
+from .version import __version__
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[float, str], None]
+CancelFn = Callable[[], bool]
+
+# Terrain-mask reason codes written to mask.tif (bit flags; 0 = kept).
+MASK_KEPT, MASK_NODATA, MASK_SLOPE, MASK_CURVATURE, MASK_WATER, MASK_OUTSIDE_AOI = 0, 1, 2, 4, 8, 16
+POLARISATION_CHOICES = ("VH", "VV", "both")
+
+
+class DetectionError(ValueError):
+    """The inputs or parameters cannot give a result; the message says what to change."""
+
+
+class Cancelled(Exception):
+    """The user cancelled the run; no output was kept."""
+
+
+@dataclass
+class DetectParams:
+    """Every parameter of an A_ratio run, with the product's defaults (see README, "Defaults").
+
+    Distances are in metres, angles in degrees, backscatter in dB.
+    """
+
+    event_time: dt.datetime
+    pre_days: float = 90.0
+    post_days: float = 30.0
+    pre_range: tuple[dt.datetime, dt.datetime] | None = None
+    post_range: tuple[dt.datetime, dt.datetime] | None = None
+    polarisation: str = "VH"
+    per_orbit: bool = True
+    pixel_size: float = 10.0
+    aoi: Aoi | None = None
+    crs: str | None = None
+    edge_noise_db: float = composite.EDGE_NOISE_DB
+    speckle_sigma_m: float = 10.0
+    speckle_radius_m: float = 20.0
+    slope_min_deg: float | None = 10.0
+    curv_min: float | None = None
+    curv_sigma_m: float = 30.0
+    curv_radius_m: float = 60.0
+    water_mask: str | None = None
+    threshold_db: float | None = 1.25
+    percentile: float | None = None
+    ratio_sigma_m: float = 0.0
+    ratio_radius_m: float = 0.0
+    min_area_m2: float = 500.0
+    heatmap_radius_m: float = 100.0
+    event_id: str = ""
+    block_size: int = 1024
+
+    def validate(self) -> None:
+        if self.event_time.tzinfo is None:
+            raise DetectionError("the event time needs a time zone; give it in UTC, e.g. 2018-09-06T03:08Z")
+        if self.polarisation not in POLARISATION_CHOICES:
+            raise DetectionError(f"polarisation must be one of {', '.join(POLARISATION_CHOICES)}")
+        if (self.threshold_db is None) == (self.percentile is None):
+            raise DetectionError("give exactly one of a fixed threshold (dB) or a percentile")
+        if self.percentile is not None and not 0 < self.percentile < 100:
+            raise DetectionError(f"the percentile must lie strictly between 0 and 100, not {self.percentile}")
+        for name in ("pre_days", "post_days", "pixel_size", "block_size"):
+            if getattr(self, name) <= 0:
+                raise DetectionError(f"{name.replace('_', '-')} must be positive, not {getattr(self, name)}")
+        for name in ("speckle_sigma_m", "ratio_sigma_m", "min_area_m2", "heatmap_radius_m"):
+            if getattr(self, name) < 0:
+                raise DetectionError(f"{name.replace('_', '-')} must not be negative")
+        if self.block_size < 64:
+            raise DetectionError("the block size must be at least 64 pixels")
+
+    def polarisations(self) -> tuple[str, ...]:
+        return ("VV", "VH") if self.polarisation == "both" else (self.polarisation,)
+
+    def to_dict(self) -> dict:
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, dt.datetime):
+                v = cat.iso_utc(v)
+            elif isinstance(v, tuple) and v and isinstance(v[0], dt.datetime):
+                v = [cat.iso_utc(t) for t in v]
+            elif isinstance(v, Aoi):
+                v = {"bounds": list(v.bounds), "crs": v.crs.to_string(), "source": v.source,
+                     "polygon": v.geometries is not None}
+            out[f.name] = v
+        return out
+
+
+@dataclass
+class DetectResult:
+    out_dir: Path
+    files: dict[str, Path]
+    threshold_db: float
+    n_candidates: int
+    percentiles: dict[str, float]
+    grid: Grid
+    selection: cat.StackSelection
+    warnings: list[str]
+    timings_s: dict[str, float]
+    synthetic: bool
+    run_info: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _Progress:
+    """Maps stage-local fractions onto one 0..1 bar and checks for cancel at every step."""
+
+    def __init__(self, progress: ProgressFn | None, is_cancelled: CancelFn | None):
+        self._progress = progress
+        self._is_cancelled = is_cancelled
+        self._lo, self._hi = 0.0, 1.0
+
+    def stage(self, lo: float, hi: float) -> None:
+        self._lo, self._hi = lo, hi
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if self._is_cancelled is not None and self._is_cancelled():
+            raise Cancelled("cancelled by the user")
+        if self._progress is not None:
+            self._progress(self._lo + (self._hi - self._lo) * min(max(fraction, 0.0), 1.0), message)
+
+
+def _check_writable(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise DetectionError(f"cannot write to the output folder {out_dir}: {exc.strerror or exc}; "
+                             "choose another --out") from None
+
+
+def _sel_scenes(selection: cat.StackSelection) -> list[cat.Scene]:
+    seen = {}
+    for stacks in (selection.pre, selection.post):
+        for track in selection.tracks():
+            for s in stacks[track]:
+                seen[s.scene_id] = s
+    return list(seen.values())
+
+
+def _output_grid(params: DetectParams, scenes: list[cat.Scene], dem_path: Path) -> tuple[Grid, list[str]]:
+    """The grid: the AOI if given, else the scenes' union clipped to the DEM. Returns (grid, warnings)."""
+    from collections import Counter
+
+    lattices = []
+    for s in scenes:
+        for ref in s.bands.values():
+            with rasterio.open(ref.path) as src:
+                t = src.transform
+                lattices.append((src.crs, abs(t.a), abs(t.e), t.c, t.f))
+    # The most common projection among the scenes; a stray scene in another CRS is warped onto it.
+    scene_crs = Counter(lat[0] for lat in lattices if lat[0] is not None).most_common(1)[0][0]
+    crs = params.crs
+    if crs is None and scene_crs.is_projected and params.aoi is None:
+        crs = scene_crs
+    anchor = (0.0, 0.0)
+    if crs is not None:
+        target_crs = rasterio.crs.CRS.from_user_input(crs)
+        for lat_crs, ax, ay, x0, y0 in lattices:
+            if lat_crs == target_crs and math.isclose(ax, params.pixel_size) and math.isclose(ay, params.pixel_size):
+                anchor = (x0 % params.pixel_size, y0 % params.pixel_size)  # share the scenes' pixel lattice
+                break
+    if params.aoi is not None:
+        return grid_from_bounds(params.aoi.bounds, params.aoi.crs, params.pixel_size, crs, anchor), []
+    target = crs or scene_crs
+    boxes = [footprint(ref.path, target) for s in scenes for ref in s.bands.values()]
+    union = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+    dem_box = footprint(dem_path, target)
+    clipped = (max(union[0], dem_box[0]), max(union[1], dem_box[1]), min(union[2], dem_box[2]),
+               min(union[3], dem_box[3]))
+    if clipped[0] >= clipped[2] or clipped[1] >= clipped[3]:
+        raise DetectionError(f"the DEM {dem_path.name} does not overlap the scenes; give a DEM of the same area")
+    warnings = []
+    kept = overlap_fraction(union, clipped)
+    if kept < 0.99:
+        warnings.append(f"the DEM covers {kept:.0%} of the scenes' extent; the output is limited to the DEM "
+                        "(give --aoi to choose the area explicitly)")
+    return grid_from_bounds(clipped, target, params.pixel_size, crs, anchor), warnings
+
+
+def _check_coverage(grid: Grid, scenes: list[cat.Scene], dem_path: Path) -> list[str]:
+    warnings = []
+    covered = [overlap_fraction(grid.bounds, footprint(ref.path, grid.crs))
+               for s in scenes for ref in s.bands.values()]
+    if max(covered) <= 0:
+        raise DetectionError("the AOI lies outside every scene; check --aoi (and its CRS) against the scenes")
+    dem_cover = overlap_fraction(grid.bounds, footprint(dem_path, grid.crs))
+    if dem_cover < 0.999:
+        raise DetectionError(
+            f"the DEM {dem_path.name} covers only {dem_cover:.0%} of the AOI; give a DEM that covers it "
+            "(e.g. Copernicus GLO-30) or a smaller --aoi"
+        )
+    if min(covered) < 0.5:
+        warnings.append(f"some scenes cover less than half of the AOI (minimum {min(covered):.0%}); "
+                        "the per-pixel count layers show where the stacks are thin")
+    return warnings
+
+
+class _StagedRaster:
+    """A tiled GeoTIFF written block by block in the staging folder, converted to COG at the end."""
+
+    def __init__(self, staging: Path, name: str, grid: Grid, *, count: int, dtype: str, nodata,
+                 descriptions: list[str] | None = None, tags: dict | None = None,
+                 resampling: str = "average"):
+        self.name = name
+        self.path = staging / f"{name}.stage.tif"
+        self.resampling = resampling
+        profile = geotiff_profile(width=grid.width, height=grid.height, count=count, dtype=dtype, crs=grid.crs,
+                                  transform=grid.transform, nodata=nodata, compress="zstd")
+        profile["predictor"] = 1  # intermediate: fast zstd, no predictor
+        self.dataset = rasterio.open(self.path, "w", **profile)
+        if descriptions:
+            for i, d in enumerate(descriptions, start=1):
+                self.dataset.set_band_description(i, d)
+        if tags:
+            self.dataset.update_tags(**{k: str(v) for k, v in tags.items()})
+
+    def write(self, window: Window, data: np.ndarray) -> None:
+        arr = data if data.ndim == 3 else data[np.newaxis]
+        self.dataset.write(arr, window=window)
+
+    def close(self) -> None:
+        if not self.dataset.closed:
+            self.dataset.close()
+
+    def to_cog(self, final: Path) -> Path:
+        """Copy into a compressed cloud-optimised GeoTIFF at ``final`` (same folder, staged)."""
+        self.close()
+        with rasterio.open(self.path) as src:
+            is_float = np.dtype(src.dtypes[0]).kind == "f"
+        rasterio.shutil.copy(
+            self.path, final, driver="COG", COMPRESS="DEFLATE", PREDICTOR="FLOATING_POINT" if is_float else "YES",
+            BLOCKSIZE=512, OVERVIEW_RESAMPLING=self.resampling.upper(), NUM_THREADS="ALL_CPUS", BIGTIFF="IF_SAFER",
+        )
+        self.path.unlink()
+        return final
+
+
+def _aoi_mask(params: DetectParams, grid: Grid, window: Window) -> np.ndarray | None:
+    """True inside the AOI polygon (None when the AOI is a plain box)."""
+    if params.aoi is None or params.aoi.geometries is None:
+        return None
+    from rasterio.features import geometry_mask
+    from rasterio.warp import transform_geom
+
+    geoms = [transform_geom(params.aoi.crs, grid.crs, g) for g in params.aoi.geometries]
+    return ~geometry_mask(geoms, out_shape=(int(window.height), int(window.width)),
+                          transform=grid.window_transform(window))
+
+
+def _crop(arr: np.ndarray, halo: int) -> np.ndarray:
+    return arr[..., halo:arr.shape[-2] - halo, halo:arr.shape[-1] - halo] if halo else arr
+
+
+def _versions() -> dict:
+    import scipy
+
+    return {
+        "landslide_sar_plugin": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "rasterio": rasterio.__version__,
+        "gdal": rasterio.__gdal_version__,
+    }
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def run_detection(
+    scenes_dir: str | os.PathLike,
+    dem_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    params: DetectParams,
+    *,
+    progress: ProgressFn | None = None,
+    is_cancelled: CancelFn | None = None,
+) -> DetectResult:
+    """Run the A_ratio detection and write its outputs into ``out_dir`` (see the module docstring).
+
+    ``progress(fraction, message)`` is called often with a fraction in 0..1;
+    ``is_cancelled()`` is polled at every block, and a True answer raises
+    :class:`Cancelled` after removing the staged files.
+    """
+    params.validate()
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    prog = _Progress(progress, is_cancelled)
+    out = Path(out_dir)
+    dem = Path(dem_path)
+    if not dem.is_file():
+        raise DetectionError(f"DEM file {dem} does not exist")
+
+    prog.stage(0.0, 0.02)
+    prog(0.0, "reading the scene catalogue")
+    try:
+        catalog = cat.read_catalog(scenes_dir)
+        warnings = list(catalog.warnings) + [f"skipped {p.name}: {why}" for p, why in catalog.skipped]
+        if not catalog.scenes:
+            reasons = "; ".join(f"{p.name}: {why}" for p, why in catalog.skipped[:5])
+            raise DetectionError(f"no usable scene in {scenes_dir} ({reasons})")
+        selection = cat.select_stacks(
+            catalog.scenes, params.event_time, pre_days=params.pre_days, post_days=params.post_days,
+            pre_range=params.pre_range, post_range=params.post_range, polarisations=params.polarisations(),
+        )
+        scenes = _sel_scenes(selection)
+        grid, grid_warnings = _output_grid(params, scenes, dem)
+        warnings += grid_warnings + _check_coverage(grid, scenes, dem)
+    except (cat.CatalogError, GridError) as exc:
+        raise DetectionError(str(exc)) from None
+    for line in selection.summary_lines():
+        log.info("%s", line)
+    for w in warnings:
+        log.warning("%s", w)
+    timings["catalogue_s"] = time.perf_counter() - t_start
+
+    _check_writable(out)
+    staging = out / f".partial-run-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        result = _run_staged(scenes_dir, dem, out, staging, params, catalog, selection, grid, warnings, timings,
+                             prog)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    timings["total_s"] = time.perf_counter() - t_start
+    result.timings_s = timings
+    result.run_info["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
+    _write_json(out / "run.json", result.run_info)
+    result.files["run"] = out / "run.json"
+    return result
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectParams, catalog: cat.Catalog,
+                selection: cat.StackSelection, grid: Grid, warnings: list[str], timings: dict,
+                prog: _Progress) -> DetectResult:
+    px = grid.pixel_size
+    tracks = selection.tracks()
+    passes = selection.passes()
+    group_of = {t: (t if params.per_orbit else (t[0], None)) for t in tracks}
+    synthetic = any(s.synthetic for s in _sel_scenes(selection))
+    tags = {"SOFTWARE": f"landslide_sar_plugin {__version__}", "EVENT_TIME": cat.iso_utc(params.event_time)}
+    if synthetic:
+        tags["SYNTHETIC"] = "computed from SYNTHETIC (simulated) Sentinel-1 scenes"
+
+    # ---------------------------------------------------------------- pass 1: composites, ratio, masks
+    t0 = time.perf_counter()
+    curv_halo = terrain.halo_px(params.curv_sigma_m, params.curv_radius_m, px) if params.curv_min is not None else 1
+    dem_halo = max(curv_halo, 1)
+    speckle_halo = (terrain.halo_px(params.speckle_sigma_m, params.speckle_radius_m, px, op="smooth")
+                    if params.speckle_sigma_m > 0 else 0)
+    readers: dict[str, RasterOnGrid] = {}
+    stack_refs: dict[tuple, dict[str, list[tuple[RasterOnGrid, str]]]] = {}
+    staged: dict[str, _StagedRaster] = {}
+    try:
+        dem_reader = RasterOnGrid(dem, 1, grid, halo=dem_halo)
+        water_reader = (RasterOnGrid(params.water_mask, 1, grid, resampling=Resampling.nearest)
+                        if params.water_mask else None)
+        for track in tracks:
+            for role, stacks in (("pre", selection.pre), ("post", selection.post)):
+                for pol in params.polarisations():
+                    refs = []
+                    for s in stacks[track]:
+                        ref = s.bands[pol]
+                        key = f"{ref.path}#{ref.band}"
+                        if key not in readers:
+                            readers[key] = RasterOnGrid(ref.path, ref.band, grid, halo=speckle_halo)
+                        refs.append((readers[key], cat.scene_file_units(s, ref.path)))
+                    stack_refs.setdefault((track, role), {})[pol] = refs
+        count_bands = [f"{p.lower()}_{role}" for p in passes for role in ("pre", "post")]
+        staged["a_ratio"] = _StagedRaster(
+            staging, "a_ratio", grid, count=1, dtype="float32", nodata=float("nan"),
+            descriptions=[f"A_ratio {params.polarisation} dB (pre - post), masked"],
+            tags={**tags, "UNITS": "dB", "DEFINITION": "pre-event median minus post-event median, "
+                  "passes averaged, terrain-masked; positive = backscatter dropped"})
+        for p in passes:
+            staged[f"a_ratio_{p.lower()}"] = _StagedRaster(
+                staging, f"a_ratio_{p.lower()}", grid, count=1, dtype="float32", nodata=float("nan"),
+                descriptions=[f"A_ratio {p.lower()} {params.polarisation} dB (pre - post), unmasked"],
+                tags={**tags, "UNITS": "dB", "ORBIT_PASS": p})
+        staged["counts"] = _StagedRaster(staging, "counts", grid, count=len(count_bands), dtype="uint16",
+                                         nodata=None, descriptions=count_bands,
+                                         tags={**tags, "DEFINITION": "valid images per pixel in each stack"},
+                                         resampling="nearest")
+        staged["mask"] = _StagedRaster(
+            staging, "mask", grid, count=1, dtype="uint8", nodata=None, descriptions=["terrain mask code"],
+            tags={**tags, "CODES": "0 kept; bit flags: 1 no data, 2 slope below minimum, 4 curvature below "
+                  "minimum (convex), 8 water, 16 outside AOI"}, resampling="nearest")
+
+        n_blocks = grid.n_blocks(params.block_size)
+        prog.stage(0.02, 0.70)
+        for i, window in enumerate(grid.blocks(params.block_size)):
+            prog(i / n_blocks, f"composites and ratio: block {i + 1} of {n_blocks}")
+            _pass1_block(window, grid, params, tracks, passes, group_of, stack_refs, dem_reader, dem_halo,
+                         water_reader, speckle_halo, staged)
+        prog(1.0, "composites and ratio done")
+    finally:
+        for r in readers.values():
+            r.close()
+        with contextlib.suppress(NameError):
+            dem_reader.close()
+            if water_reader is not None:
+                water_reader.close()
+        for s in staged.values():
+            s.close()
+    timings["composites_ratio_s"] = time.perf_counter() - t0
+
+    # ---------------------------------------------------------------- threshold
+    t0 = time.perf_counter()
+    prog.stage(0.70, 0.78)
+    ratio_path = staged["a_ratio"].path
+    score_path = ratio_path
+    if params.ratio_sigma_m > 0:
+        score_path = _smoothed_ratio(ratio_path, staging, grid, params, prog)
+    report_q = [80.0, 90.0, 95.0, 99.0]
+    if params.percentile is not None and params.percentile not in report_q:
+        report_q.append(params.percentile)
+
+    def ratio_blocks():
+        with rasterio.open(score_path) as src:
+            for _, win in src.block_windows(1):
+                prog(0.5, "exact percentiles of the masked ratio")
+                yield src.read(1, window=win)
+
+    try:
+        values = threshold.exact_percentile(ratio_blocks, report_q)
+    except ValueError:
+        raise DetectionError(
+            "no valid A_ratio pixel is left after masking: the scenes may hold no data over the AOI, "
+            "or the slope/curvature masks remove everything (try a lower --slope-min)"
+        ) from None
+    percentiles = {f"p{q:g}": float(v) for q, v in zip(report_q, np.atleast_1d(values))}
+    thr = params.threshold_db if params.threshold_db is not None else percentiles[f"p{params.percentile:g}"]
+    timings["threshold_s"] = time.perf_counter() - t0
+
+    # ---------------------------------------------------------------- pass 2: exceedance and heatmap
+    t0 = time.perf_counter()
+    prog.stage(0.78, 0.88)
+    staged["exceedance"] = _StagedRaster(
+        staging, "exceedance", grid, count=1, dtype="uint8", nodata=255,
+        descriptions=[f"A_ratio > {thr:.3f} dB"], tags={**tags, "THRESHOLD_DB": f"{thr:.6f}"}, resampling="nearest")
+    # A 0/1 copy without nodata for polygonising: GDAL then traces only the exceedance regions.
+    binary = _StagedRaster(staging, "exceed_binary", grid, count=1, dtype="uint8", nodata=None)
+    heat_halo = threshold.heatmap_halo_px(params.heatmap_radius_m, px)
+    staged["heatmap"] = _StagedRaster(
+        staging, "heatmap", grid, count=1, dtype="float32", nodata=float("nan"),
+        descriptions=[f"fraction of exceedance pixels within {params.heatmap_radius_m:g} m"],
+        tags={**tags, "RADIUS_M": params.heatmap_radius_m, "THRESHOLD_DB": f"{thr:.6f}"})
+    try:
+        with RasterOnGrid(score_path, 1, grid, halo=heat_halo) as score_reader:
+            n_blocks = grid.n_blocks(params.block_size)
+            for i, window in enumerate(grid.blocks(params.block_size)):
+                prog(i / n_blocks, f"exceedance and heatmap: block {i + 1} of {n_blocks}")
+                score = score_reader.read(window)
+                valid = np.isfinite(score)
+                exceed = threshold.exceedance(score, thr)
+                heat = threshold.density_heatmap(exceed, valid, params.heatmap_radius_m, px)
+                core_exceed = _crop(exceed, heat_halo)
+                core_valid = _crop(valid, heat_halo)
+                code = np.where(core_valid, core_exceed.astype(np.uint8), np.uint8(255))
+                staged["exceedance"].write(window, code.astype(np.uint8))
+                binary.write(window, (core_exceed & core_valid).astype(np.uint8))
+                staged["heatmap"].write(window, _crop(heat, heat_halo).astype(np.float32))
+    finally:
+        staged["exceedance"].close()
+        staged["heatmap"].close()
+        binary.close()
+    timings["exceedance_heatmap_s"] = time.perf_counter() - t0
+
+    # ---------------------------------------------------------------- candidates
+    t0 = time.perf_counter()
+    prog.stage(0.88, 0.93)
+    prog(0.0, "candidate polygons")
+    features = _candidates(binary.path, ratio_path, grid, params, thr)
+    binary.path.unlink()
+    event_id = params.event_id or f"event_{params.event_time:%Y%m%dT%H%M}"
+    cand_path = staging / "candidates.gpkg"
+    write_features(cand_path, "candidates", features, crs=grid.crs, fields=threshold.CANDIDATE_FIELDS,
+                   description=("SYNTHETIC input. " if synthetic else "") + f"A_ratio candidates, threshold "
+                   f"{thr:.3f} dB, event {event_id}")
+    timings["candidates_s"] = time.perf_counter() - t0
+
+    # ---------------------------------------------------------------- COGs and publication
+    t0 = time.perf_counter()
+    prog.stage(0.93, 1.0)
+    files: dict[str, Path] = {}
+    for j, (key, st) in enumerate(staged.items()):
+        prog(j / len(staged), f"writing cloud-optimised {st.name}.tif")
+        files[key] = st.to_cog(staging / f"{st.name}.tif")
+    if score_path != ratio_path:
+        score_path.unlink(missing_ok=True)
+    files["candidates"] = cand_path
+    final_files = {}
+    for key, path in files.items():
+        target = out / path.name
+        os.replace(path, target)
+        final_files[key] = target
+    shutil.rmtree(staging, ignore_errors=True)
+    timings["cog_publish_s"] = time.perf_counter() - t0
+    prog(1.0, "done")
+
+    run_info = {
+        "software": "landslide_sar_plugin",
+        "method": "a_ratio",
+        "synthetic_input": synthetic,
+        "event_id": event_id,
+        "inputs": {
+            "scenes_dir": str(Path(scenes_dir).resolve()),
+            "dem": str(dem.resolve()),
+            "scenes": [s.to_dict() for s in catalog.scenes],
+            "skipped": [{"file": str(p), "reason": why} for p, why in catalog.skipped],
+        },
+        "stacks": selection.to_dict(),
+        "stack_summary": selection.summary_lines(),
+        "parameters": params.to_dict(),
+        "grid": grid.to_dict(),
+        "threshold_db": thr,
+        "threshold_rule": (f"fixed {params.threshold_db} dB" if params.threshold_db is not None
+                           else f"percentile p{params.percentile:g} of the masked ratio (exact)"),
+        "percentiles_db": percentiles,
+        "n_candidates": len(features),
+        "outputs": {k: p.name for k, p in final_files.items()},
+        "versions": _versions(),
+        "warnings": warnings,
+        "created_utc": cat.iso_utc(dt.datetime.now(dt.timezone.utc)),
+    }
+    return DetectResult(out, final_files, thr, len(features), percentiles, grid, selection, warnings, {}, synthetic,
+                        run_info)
+
+
+def _pass1_block(window, grid, params, tracks, passes, group_of, stack_refs, dem_reader, dem_halo, water_reader,
+                 speckle_halo, staged) -> None:
+    px = grid.pixel_size
+    rows, cols = int(window.height), int(window.width)
+    dem_block = dem_reader.read(window)
+    slope = _crop(terrain.slope_deg(dem_block, px), dem_halo)
+    curv = (_crop(terrain.curvature(dem_block, px, params.curv_sigma_m, params.curv_radius_m), dem_halo)
+            if params.curv_min is not None else None)
+
+    ratios_by_group: dict[tuple, list[np.ndarray]] = {}
+    counts: dict[tuple[str, str], np.ndarray] = {}
+    for track in tracks:
+        pol_ratios = []
+        for pol in params.polarisations():
+            comps = {}
+            for role in ("pre", "post"):
+                refs = stack_refs[(track, role)][pol]
+                stack = np.stack([
+                    composite.mask_edge_noise(composite.to_db(reader.read(window), units), params.edge_noise_db)
+                    for reader, units in refs
+                ])
+                med = composite.nan_median(stack)
+                if params.speckle_sigma_m > 0:
+                    med = terrain.gaussian_smooth(med, params.speckle_sigma_m, params.speckle_radius_m, px)
+                comps[role] = _crop(med, speckle_halo)
+                n = _crop(composite.valid_count(stack), speckle_halo)
+                key = (track[0], role)
+                counts[key] = counts.get(key, np.zeros((rows, cols), np.uint16)) + n
+            pol_ratios.append(composite.log_ratio(comps["pre"], comps["post"]))
+        ratios_by_group.setdefault(group_of[track], []).append(composite.mean_of_available(pol_ratios))
+
+    by_pass: dict[str, list[np.ndarray]] = {}
+    for group, ratios in ratios_by_group.items():
+        by_pass.setdefault(group[0], []).append(composite.mean_of_available(ratios))
+    pass_ratio = {p: composite.mean_of_available(v) for p, v in by_pass.items()}
+    ratio = composite.mean_of_available(list(pass_ratio.values()))
+
+    code = np.zeros((rows, cols), np.uint8)
+    code[~np.isfinite(ratio)] |= MASK_NODATA
+    if params.slope_min_deg is not None:
+        with np.errstate(invalid="ignore"):
+            code[~(slope >= params.slope_min_deg)] |= MASK_SLOPE
+    if curv is not None:
+        with np.errstate(invalid="ignore"):
+            code[~(curv >= params.curv_min)] |= MASK_CURVATURE
+    if water_reader is not None:
+        water = water_reader.read(window)
+        code[np.isfinite(water) & (water != 0)] |= MASK_WATER
+    inside = _aoi_mask(params, grid, window)
+    if inside is not None:
+        code[~inside] |= MASK_OUTSIDE_AOI
+    masked = np.where(code == 0, ratio, np.nan).astype(np.float32)
+
+    staged["a_ratio"].write(window, masked)
+    for p in passes:
+        staged[f"a_ratio_{p.lower()}"].write(window, pass_ratio.get(p, np.full((rows, cols), np.nan, np.float32)))
+    count_stack = np.stack([counts.get((p, role), np.zeros((rows, cols), np.uint16))
+                            for p in passes for role in ("pre", "post")])
+    staged["counts"].write(window, count_stack)
+    staged["mask"].write(window, code)
+
+
+def _smoothed_ratio(ratio_path: Path, staging: Path, grid: Grid, params: DetectParams, prog: _Progress) -> Path:
+    """Gaussian-smoothed copy of the masked ratio (NaN-aware; masked pixels stay NaN)."""
+    px = grid.pixel_size
+    radius = params.ratio_radius_m or 2 * params.ratio_sigma_m
+    halo = terrain.halo_px(params.ratio_sigma_m, radius, px, op="smooth")
+    out = _StagedRaster(staging, "a_ratio_smoothed", grid, count=1, dtype="float32", nodata=float("nan"))
+    try:
+        with RasterOnGrid(ratio_path, 1, grid, halo=halo) as reader:
+            n_blocks = grid.n_blocks(params.block_size)
+            for i, window in enumerate(grid.blocks(params.block_size)):
+                prog(0.5 * i / n_blocks, f"smoothing the ratio: block {i + 1} of {n_blocks}")
+                block = reader.read(window)
+                sm = _crop(threshold.smooth_ratio(block, params.ratio_sigma_m, radius, px), halo)
+                sm[~np.isfinite(_crop(block, halo))] = np.nan
+                out.write(window, sm.astype(np.float32))
+    finally:
+        out.close()
+    return out.path
+
+
+def _candidates(exceed_path: Path, ratio_path: Path, grid: Grid, params: DetectParams, thr: float) -> list:
+    """Polygonise the exceedance raster (streamed by GDAL) and attach area and zonal A_ratio statistics."""
+    from rasterio.features import shapes
+
+    with rasterio.open(exceed_path) as ex, rasterio.open(ratio_path) as ratio_src:
+
+        def read_window(win):
+            return ratio_src.read(1, window=win, boundless=False)
+
+        # 4-connected regions, as Handwerger et al.'s reduceToVectors (eightConnected: false).
+        band = rasterio.band(ex, 1)
+        polys = shapes(band, mask=band, connectivity=4, transform=grid.transform)
+        return threshold.candidate_features(
+            polys, transform=grid.transform, read_values=read_window, min_area_m2=params.min_area_m2,
+            method="a_ratio", threshold=thr, event_id=params.event_id or f"event_{params.event_time:%Y%m%dT%H%M}",
+            shape=(grid.height, grid.width),
+        )
