@@ -58,6 +58,7 @@ CancelFn = Callable[[], bool]
 # Terrain-mask reason codes written to mask.tif (bit flags; 0 = kept).
 MASK_KEPT, MASK_NODATA, MASK_SLOPE, MASK_CURVATURE, MASK_WATER, MASK_OUTSIDE_AOI = 0, 1, 2, 4, 8, 16
 POLARISATION_CHOICES = ("VH", "VV", "both")
+GDAL_CACHE_MB = 256
 
 
 class DetectionError(ValueError):
@@ -375,8 +376,11 @@ def run_detection(
     staging = out / f".partial-run-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        result = _run_staged(scenes_dir, dem, out, staging, params, catalog, selection, grid, warnings, timings,
-                             prog)
+        # GDAL's block cache would otherwise grow to 5 % of RAM; the engine's memory is meant to be
+        # set by the block size, so cap it (megabytes).
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+            result = _run_staged(scenes_dir, dem, out, staging, params, catalog, selection, grid, warnings,
+                                 timings, prog)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
