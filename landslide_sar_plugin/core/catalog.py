@@ -76,7 +76,7 @@ class Scene:
     acquisition_start: dt.datetime  # timezone-aware UTC
     orbit_pass: str  # ASCENDING | DESCENDING
     relative_orbit: int | None
-    units: str  # dB | linear
+    units: str  # dB | linear | amplitude (or "mixed" for merged files; see file_units)
     bands: dict[str, BandRef]  # polarisation -> location
     synthetic: bool = False
     file_units: dict[str, str] = field(default_factory=dict)  # path -> units, for merged files

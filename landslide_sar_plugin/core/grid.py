@@ -164,7 +164,12 @@ def _aoi_from_file(path: Path) -> Aoi:
         geoms = [f.geometry for f in features if f.geometry]
         crs = CRS.from_user_input(crs_text) if crs_text else CRS.from_epsg(4326)
     else:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise GridError(f"AOI file {path} is not GeoJSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise GridError(f"AOI file {path} is not a GeoJSON object (FeatureCollection, Feature or Polygon)")
         feats = data.get("features", [data]) if data.get("type") == "FeatureCollection" else [data]
         geoms = [f.get("geometry", f) for f in feats]
         geoms = [g for g in geoms if g and g.get("type") in ("Polygon", "MultiPolygon")]
