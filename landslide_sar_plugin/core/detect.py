@@ -25,48 +25,44 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import json
 import logging
 import math
 import os
-import platform
 import shutil
 import time
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import rasterio
-import rasterio.shutil
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from . import catalog as cat
-from . import composite, terrain, threshold
-from .gpkg import write_features
+from . import composite, terrain
+from .candidates import ThresholdSpec, threshold_and_vectorise
 from .grid import Aoi, Grid, GridError, RasterOnGrid, footprint, grid_from_bounds, overlap_fraction
-from .raster_io import geotiff_profile
+from .staging import (  # noqa: F401 (Cancelled and DetectionError are part of this module's API)
+    GDAL_CACHE_MB,
+    CancelFn,
+    Cancelled,
+    DetectionError,
+    Progress,
+    ProgressFn,
+    StagedRaster,
+    crop,
+    new_staging,
+    publish,
+    versions,
+    write_json,
+)
 from .version import __version__
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Callable[[float, str], None]
-CancelFn = Callable[[], bool]
-
 # Terrain-mask reason codes written to mask.tif (bit flags; 0 = kept).
 MASK_KEPT, MASK_NODATA, MASK_SLOPE, MASK_CURVATURE, MASK_WATER, MASK_OUTSIDE_AOI = 0, 1, 2, 4, 8, 16
 POLARISATION_CHOICES = ("VH", "VV", "both")
-GDAL_CACHE_MB = 256
-
-
-class DetectionError(ValueError):
-    """The inputs or parameters cannot give a result; the message says what to change."""
-
-
-class Cancelled(Exception):
-    """The user cancelled the run; no output was kept."""
 
 
 @dataclass
@@ -157,35 +153,6 @@ class DetectResult:
 # --------------------------------------------------------------------------- helpers
 
 
-class _Progress:
-    """Maps stage-local fractions onto one 0..1 bar and checks for cancel at every step."""
-
-    def __init__(self, progress: ProgressFn | None, is_cancelled: CancelFn | None):
-        self._progress = progress
-        self._is_cancelled = is_cancelled
-        self._lo, self._hi = 0.0, 1.0
-
-    def stage(self, lo: float, hi: float) -> None:
-        self._lo, self._hi = lo, hi
-
-    def __call__(self, fraction: float, message: str) -> None:
-        if self._is_cancelled is not None and self._is_cancelled():
-            raise Cancelled("cancelled by the user")
-        if self._progress is not None:
-            self._progress(self._lo + (self._hi - self._lo) * min(max(fraction, 0.0), 1.0), message)
-
-
-def _check_writable(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / f".write-test-{uuid.uuid4().hex[:8]}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise DetectionError(f"cannot write to the output folder {out_dir}: {exc.strerror or exc}; "
-                             "choose another --out") from None
-
-
 def _sel_scenes(selection: cat.StackSelection) -> list[cat.Scene]:
     seen = {}
     for stacks in (selection.pre, selection.post):
@@ -253,46 +220,6 @@ def _check_coverage(grid: Grid, scenes: list[cat.Scene], dem_path: Path) -> list
     return warnings
 
 
-class _StagedRaster:
-    """A tiled GeoTIFF written block by block in the staging folder, converted to COG at the end."""
-
-    def __init__(self, staging: Path, name: str, grid: Grid, *, count: int, dtype: str, nodata,
-                 descriptions: list[str] | None = None, tags: dict | None = None,
-                 resampling: str = "average"):
-        self.name = name
-        self.path = staging / f"{name}.stage.tif"
-        self.resampling = resampling
-        profile = geotiff_profile(width=grid.width, height=grid.height, count=count, dtype=dtype, crs=grid.crs,
-                                  transform=grid.transform, nodata=nodata, compress="zstd")
-        profile["predictor"] = 1  # intermediate: fast zstd, no predictor
-        self.dataset = rasterio.open(self.path, "w", **profile)
-        if descriptions:
-            for i, d in enumerate(descriptions, start=1):
-                self.dataset.set_band_description(i, d)
-        if tags:
-            self.dataset.update_tags(**{k: str(v) for k, v in tags.items()})
-
-    def write(self, window: Window, data: np.ndarray) -> None:
-        arr = data if data.ndim == 3 else data[np.newaxis]
-        self.dataset.write(arr, window=window)
-
-    def close(self) -> None:
-        if not self.dataset.closed:
-            self.dataset.close()
-
-    def to_cog(self, final: Path) -> Path:
-        """Copy into a compressed cloud-optimised GeoTIFF at ``final`` (same folder, staged)."""
-        self.close()
-        with rasterio.open(self.path) as src:
-            is_float = np.dtype(src.dtypes[0]).kind == "f"
-        rasterio.shutil.copy(
-            self.path, final, driver="COG", COMPRESS="DEFLATE", PREDICTOR="FLOATING_POINT" if is_float else "YES",
-            BLOCKSIZE=512, OVERVIEW_RESAMPLING=self.resampling.upper(), NUM_THREADS="ALL_CPUS", BIGTIFF="IF_SAFER",
-        )
-        self.path.unlink()
-        return final
-
-
 def _aoi_mask(params: DetectParams, grid: Grid, window: Window) -> np.ndarray | None:
     """True inside the AOI polygon (None when the AOI is a plain box)."""
     if params.aoi is None or params.aoi.geometries is None:
@@ -303,23 +230,6 @@ def _aoi_mask(params: DetectParams, grid: Grid, window: Window) -> np.ndarray | 
     geoms = [transform_geom(params.aoi.crs, grid.crs, g) for g in params.aoi.geometries]
     return ~geometry_mask(geoms, out_shape=(int(window.height), int(window.width)),
                           transform=grid.window_transform(window))
-
-
-def _crop(arr: np.ndarray, halo: int) -> np.ndarray:
-    return arr[..., halo:arr.shape[-2] - halo, halo:arr.shape[-1] - halo] if halo else arr
-
-
-def _versions() -> dict:
-    import scipy
-
-    return {
-        "landslide_sar_plugin": __version__,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "rasterio": rasterio.__version__,
-        "gdal": rasterio.__gdal_version__,
-    }
 
 
 # --------------------------------------------------------------------------- the run
@@ -343,7 +253,7 @@ def run_detection(
     params.validate()
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
-    prog = _Progress(progress, is_cancelled)
+    prog = Progress(progress, is_cancelled)
     out = Path(out_dir)
     dem = Path(dem_path)
     if not dem.is_file():
@@ -372,9 +282,7 @@ def run_detection(
         log.warning("%s", w)
     timings["catalogue_s"] = time.perf_counter() - t_start
 
-    _check_writable(out)
-    staging = out / f".partial-run-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
+    staging = new_staging(out)
     try:
         # GDAL's block cache would otherwise grow to 5 % of RAM; the engine's memory is meant to be
         # set by the block size, so cap it (megabytes).
@@ -387,20 +295,14 @@ def run_detection(
     timings["total_s"] = time.perf_counter() - t_start
     result.timings_s = timings
     result.run_info["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
-    _write_json(out / "run.json", result.run_info)
+    write_json(out / "run.json", result.run_info)
     result.files["run"] = out / "run.json"
     return result
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectParams, catalog: cat.Catalog,
                 selection: cat.StackSelection, grid: Grid, warnings: list[str], timings: dict,
-                prog: _Progress) -> DetectResult:
+                prog: Progress) -> DetectResult:
     px = grid.pixel_size
     tracks = selection.tracks()
     passes = selection.passes()
@@ -418,7 +320,7 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
                     if params.speckle_sigma_m > 0 else 0)
     readers: dict[str, RasterOnGrid] = {}
     stack_refs: dict[tuple, dict[str, list[tuple[RasterOnGrid, str]]]] = {}
-    staged: dict[str, _StagedRaster] = {}
+    staged: dict[str, StagedRaster] = {}
     try:
         dem_reader = RasterOnGrid(dem, 1, grid, halo=dem_halo)
         water_reader = (RasterOnGrid(params.water_mask, 1, grid, resampling=Resampling.nearest)
@@ -435,21 +337,21 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
                         refs.append((readers[key], cat.scene_file_units(s, ref.path)))
                     stack_refs.setdefault((track, role), {})[pol] = refs
         count_bands = [f"{p.lower()}_{role}" for p in passes for role in ("pre", "post")]
-        staged["a_ratio"] = _StagedRaster(
+        staged["a_ratio"] = StagedRaster(
             staging, "a_ratio", grid, count=1, dtype="float32", nodata=float("nan"),
             descriptions=[f"A_ratio {params.polarisation} dB (pre - post), masked"],
             tags={**tags, "UNITS": "dB", "DEFINITION": "pre-event median minus post-event median, "
                   "passes averaged, terrain-masked; positive = backscatter dropped"})
         for p in passes:
-            staged[f"a_ratio_{p.lower()}"] = _StagedRaster(
+            staged[f"a_ratio_{p.lower()}"] = StagedRaster(
                 staging, f"a_ratio_{p.lower()}", grid, count=1, dtype="float32", nodata=float("nan"),
                 descriptions=[f"A_ratio {p.lower()} {params.polarisation} dB (pre - post), unmasked"],
                 tags={**tags, "UNITS": "dB", "ORBIT_PASS": p})
-        staged["counts"] = _StagedRaster(staging, "counts", grid, count=len(count_bands), dtype="uint16",
+        staged["counts"] = StagedRaster(staging, "counts", grid, count=len(count_bands), dtype="uint16",
                                          nodata=None, descriptions=count_bands,
                                          tags={**tags, "DEFINITION": "valid images per pixel in each stack"},
                                          resampling="nearest")
-        staged["mask"] = _StagedRaster(
+        staged["mask"] = StagedRaster(
             staging, "mask", grid, count=1, dtype="uint8", nodata=None, descriptions=["terrain mask code"],
             tags={**tags, "CODES": "0 kept; bit flags: 1 no data, 2 slope below minimum, 4 curvature below "
                   "minimum (convex), 8 water, 16 outside AOI"}, resampling="nearest")
@@ -472,80 +374,21 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
             s.close()
     timings["composites_ratio_s"] = time.perf_counter() - t0
 
-    # ---------------------------------------------------------------- threshold
-    t0 = time.perf_counter()
-    prog.stage(0.70, 0.78)
-    ratio_path = staged["a_ratio"].path
-    score_path = ratio_path
-    if params.ratio_sigma_m > 0:
-        score_path = _smoothed_ratio(ratio_path, staging, grid, params, prog)
-    report_q = [80.0, 90.0, 95.0, 99.0]
-    if params.percentile is not None and params.percentile not in report_q:
-        report_q.append(params.percentile)
-
-    def ratio_blocks():
-        with rasterio.open(score_path) as src:
-            for _, win in src.block_windows(1):
-                prog(0.5, "exact percentiles of the masked ratio")
-                yield src.read(1, window=win)
-
-    try:
-        values = threshold.exact_percentile(ratio_blocks, report_q)
-    except ValueError:
-        raise DetectionError(
-            "no valid A_ratio pixel is left after masking: the scenes may hold no data over the AOI, "
-            "or the slope/curvature masks remove everything (try a lower --slope-min)"
-        ) from None
-    percentiles = {f"p{q:g}": float(v) for q, v in zip(report_q, np.atleast_1d(values))}
-    thr = params.threshold_db if params.threshold_db is not None else percentiles[f"p{params.percentile:g}"]
-    timings["threshold_s"] = time.perf_counter() - t0
-
-    # ---------------------------------------------------------------- pass 2: exceedance and heatmap
-    t0 = time.perf_counter()
-    prog.stage(0.78, 0.88)
-    staged["exceedance"] = _StagedRaster(
-        staging, "exceedance", grid, count=1, dtype="uint8", nodata=255,
-        descriptions=[f"A_ratio > {thr:.3f} dB"], tags={**tags, "THRESHOLD_DB": f"{thr:.6f}"}, resampling="nearest")
-    # A 0/1 copy without nodata for polygonising: GDAL then traces only the exceedance regions.
-    binary = _StagedRaster(staging, "exceed_binary", grid, count=1, dtype="uint8", nodata=None)
-    heat_halo = threshold.heatmap_halo_px(params.heatmap_radius_m, px)
-    staged["heatmap"] = _StagedRaster(
-        staging, "heatmap", grid, count=1, dtype="float32", nodata=float("nan"),
-        descriptions=[f"fraction of exceedance pixels within {params.heatmap_radius_m:g} m"],
-        tags={**tags, "RADIUS_M": params.heatmap_radius_m, "THRESHOLD_DB": f"{thr:.6f}"})
-    try:
-        with RasterOnGrid(score_path, 1, grid, halo=heat_halo) as score_reader:
-            n_blocks = grid.n_blocks(params.block_size)
-            for i, window in enumerate(grid.blocks(params.block_size)):
-                prog(i / n_blocks, f"exceedance and heatmap: block {i + 1} of {n_blocks}")
-                score = score_reader.read(window)
-                valid = np.isfinite(score)
-                exceed = threshold.exceedance(score, thr)
-                heat = threshold.density_heatmap(exceed, valid, params.heatmap_radius_m, px)
-                core_exceed = _crop(exceed, heat_halo)
-                core_valid = _crop(valid, heat_halo)
-                code = np.where(core_valid, core_exceed.astype(np.uint8), np.uint8(255))
-                staged["exceedance"].write(window, code.astype(np.uint8))
-                binary.write(window, (core_exceed & core_valid).astype(np.uint8))
-                staged["heatmap"].write(window, _crop(heat, heat_halo).astype(np.float32))
-    finally:
-        staged["exceedance"].close()
-        staged["heatmap"].close()
-        binary.close()
-    timings["exceedance_heatmap_s"] = time.perf_counter() - t0
-
-    # ---------------------------------------------------------------- candidates
-    t0 = time.perf_counter()
-    prog.stage(0.88, 0.93)
-    prog(0.0, "candidate polygons")
-    features = _candidates(binary.path, ratio_path, grid, params, thr)
-    binary.path.unlink()
+    # ---------------------------------------------------------------- threshold, exceedance, candidates
     event_id = params.event_id or f"event_{params.event_time:%Y%m%dT%H%M}"
-    cand_path = staging / "candidates.gpkg"
-    write_features(cand_path, "candidates", features, crs=grid.crs, fields=threshold.CANDIDATE_FIELDS,
-                   description=("SYNTHETIC input. " if synthetic else "") + f"A_ratio candidates, threshold "
-                   f"{thr:.3f} dB, event {event_id}")
-    timings["candidates_s"] = time.perf_counter() - t0
+    spec = ThresholdSpec(
+        threshold=params.threshold_db, percentile=params.percentile, smooth_sigma_m=params.ratio_sigma_m,
+        smooth_radius_m=params.ratio_radius_m, min_area_m2=params.min_area_m2,
+        heatmap_radius_m=params.heatmap_radius_m, method="a_ratio", units="dB", event_id=event_id,
+        block_size=params.block_size)
+    prog.stage(0.70, 0.93)
+    stage = threshold_and_vectorise(
+        staged["a_ratio"].path, staging, grid, spec, prog, tags=tags, synthetic=synthetic,
+        empty_message="no valid A_ratio pixel is left after masking: the scenes may hold no data over the AOI, "
+                      "or the slope/curvature masks remove everything (try a lower --slope-min)")
+    timings.update(stage.timings_s)
+    staged.update(stage.rasters)
+    thr, percentiles, features = stage.threshold, stage.percentiles, stage.features
 
     # ---------------------------------------------------------------- COGs and publication
     t0 = time.perf_counter()
@@ -554,15 +397,8 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
     for j, (key, st) in enumerate(staged.items()):
         prog(j / len(staged), f"writing cloud-optimised {st.name}.tif")
         files[key] = st.to_cog(staging / f"{st.name}.tif")
-    if score_path != ratio_path:
-        score_path.unlink(missing_ok=True)
-    files["candidates"] = cand_path
-    final_files = {}
-    for key, path in files.items():
-        target = out / path.name
-        os.replace(path, target)
-        final_files[key] = target
-    shutil.rmtree(staging, ignore_errors=True)
+    files["candidates"] = stage.gpkg
+    final_files = publish(staging, out, files)
     timings["cog_publish_s"] = time.perf_counter() - t0
     prog(1.0, "done")
 
@@ -582,12 +418,11 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
         "parameters": params.to_dict(),
         "grid": grid.to_dict(),
         "threshold_db": thr,
-        "threshold_rule": (f"fixed {params.threshold_db} dB" if params.threshold_db is not None
-                           else f"percentile p{params.percentile:g} of the masked ratio (exact)"),
+        "threshold_rule": spec.rule(),
         "percentiles_db": percentiles,
         "n_candidates": len(features),
         "outputs": {k: p.name for k, p in final_files.items()},
-        "versions": _versions(),
+        "versions": versions(),
         "warnings": warnings,
         "created_utc": cat.iso_utc(dt.datetime.now(dt.timezone.utc)),
     }
@@ -600,8 +435,8 @@ def _pass1_block(window, grid, params, tracks, passes, group_of, stack_refs, dem
     px = grid.pixel_size
     rows, cols = int(window.height), int(window.width)
     dem_block = dem_reader.read(window)
-    slope = _crop(terrain.slope_deg(dem_block, px), dem_halo)
-    curv = (_crop(terrain.curvature(dem_block, px, params.curv_sigma_m, params.curv_radius_m), dem_halo)
+    slope = crop(terrain.slope_deg(dem_block, px), dem_halo)
+    curv = (crop(terrain.curvature(dem_block, px, params.curv_sigma_m, params.curv_radius_m), dem_halo)
             if params.curv_min is not None else None)
 
     ratios_by_group: dict[tuple, list[np.ndarray]] = {}
@@ -619,8 +454,8 @@ def _pass1_block(window, grid, params, tracks, passes, group_of, stack_refs, dem
                 med = composite.nan_median(stack)
                 if params.speckle_sigma_m > 0:
                     med = terrain.gaussian_smooth(med, params.speckle_sigma_m, params.speckle_radius_m, px)
-                comps[role] = _crop(med, speckle_halo)
-                n = _crop(composite.valid_count(stack), speckle_halo)
+                comps[role] = crop(med, speckle_halo)
+                n = crop(composite.valid_count(stack), speckle_halo)
                 key = (track[0], role)
                 counts[key] = counts.get(key, np.zeros((rows, cols), np.uint16)) + n
             pol_ratios.append(composite.log_ratio(comps["pre"], comps["post"]))
@@ -655,42 +490,3 @@ def _pass1_block(window, grid, params, tracks, passes, group_of, stack_refs, dem
                             for p in passes for role in ("pre", "post")])
     staged["counts"].write(window, count_stack)
     staged["mask"].write(window, code)
-
-
-def _smoothed_ratio(ratio_path: Path, staging: Path, grid: Grid, params: DetectParams, prog: _Progress) -> Path:
-    """Gaussian-smoothed copy of the masked ratio (NaN-aware; masked pixels stay NaN)."""
-    px = grid.pixel_size
-    radius = params.ratio_radius_m or 2 * params.ratio_sigma_m
-    halo = terrain.halo_px(params.ratio_sigma_m, radius, px, op="smooth")
-    out = _StagedRaster(staging, "a_ratio_smoothed", grid, count=1, dtype="float32", nodata=float("nan"))
-    try:
-        with RasterOnGrid(ratio_path, 1, grid, halo=halo) as reader:
-            n_blocks = grid.n_blocks(params.block_size)
-            for i, window in enumerate(grid.blocks(params.block_size)):
-                prog(0.5 * i / n_blocks, f"smoothing the ratio: block {i + 1} of {n_blocks}")
-                block = reader.read(window)
-                sm = _crop(threshold.smooth_ratio(block, params.ratio_sigma_m, radius, px), halo)
-                sm[~np.isfinite(_crop(block, halo))] = np.nan
-                out.write(window, sm.astype(np.float32))
-    finally:
-        out.close()
-    return out.path
-
-
-def _candidates(exceed_path: Path, ratio_path: Path, grid: Grid, params: DetectParams, thr: float) -> list:
-    """Polygonise the exceedance raster (streamed by GDAL) and attach area and zonal A_ratio statistics."""
-    from rasterio.features import shapes
-
-    with rasterio.open(exceed_path) as ex, rasterio.open(ratio_path) as ratio_src:
-
-        def read_window(win):
-            return ratio_src.read(1, window=win, boundless=False)
-
-        # 4-connected regions, as Handwerger et al.'s reduceToVectors (eightConnected: false).
-        band = rasterio.band(ex, 1)
-        polys = shapes(band, mask=band, connectivity=4, transform=grid.transform)
-        return threshold.candidate_features(
-            polys, transform=grid.transform, read_values=read_window, min_area_m2=params.min_area_m2,
-            method="a_ratio", threshold=thr, event_id=params.event_id or f"event_{params.event_time:%Y%m%dT%H%M}",
-            shape=(grid.height, grid.width),
-        )

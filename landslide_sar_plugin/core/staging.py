@@ -1,0 +1,154 @@
+"""Plumbing shared by every run that writes rasters: progress and cancel, staged outputs, publication.
+
+A run writes into a hidden staging folder inside its output folder; rasters
+are tiled GeoTIFFs written block by block and converted to compressed
+cloud-optimised GeoTIFFs at the end; :func:`publish` then moves the finished
+files into the output folder.  A failure or a cancel removes the staging
+folder, so nothing half-written is ever left where a user would find it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.windows import Window
+
+from .grid import Grid
+from .raster_io import geotiff_profile
+
+ProgressFn = Callable[[float, str], None]
+CancelFn = Callable[[], bool]
+
+# GDAL's block cache would otherwise grow to 5 % of RAM; memory is meant to follow the block size.
+GDAL_CACHE_MB = 256
+
+
+class DetectionError(ValueError):
+    """The inputs or parameters cannot give a result; the message says what to change."""
+
+
+class Cancelled(Exception):
+    """The user cancelled the run; no output was kept."""
+
+
+class Progress:
+    """Maps stage-local fractions onto one 0..1 bar and checks for cancel at every step."""
+
+    def __init__(self, progress: ProgressFn | None = None, is_cancelled: CancelFn | None = None):
+        self._progress = progress
+        self._is_cancelled = is_cancelled
+        self._lo, self._hi = 0.0, 1.0
+
+    def stage(self, lo: float, hi: float) -> None:
+        self._lo, self._hi = lo, hi
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if self._is_cancelled is not None and self._is_cancelled():
+            raise Cancelled("cancelled by the user")
+        if self._progress is not None:
+            self._progress(self._lo + (self._hi - self._lo) * min(max(fraction, 0.0), 1.0), message)
+
+
+def check_writable(out_dir: Path) -> None:
+    """Create ``out_dir`` if needed and prove a file can be written there."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise DetectionError(f"cannot write to the output folder {out_dir}: {exc.strerror or exc}; "
+                             "choose another output folder") from None
+
+
+def new_staging(out_dir: Path) -> Path:
+    check_writable(out_dir)
+    staging = out_dir / f".partial-run-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    return staging
+
+
+def publish(staging: Path, out_dir: Path, files: dict[str, Path]) -> dict[str, Path]:
+    """Move finished files from ``staging`` into ``out_dir`` (same file system: atomic renames)."""
+    final = {}
+    for key, path in files.items():
+        target = out_dir / path.name
+        os.replace(path, target)
+        final[key] = target
+    shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def crop(arr: np.ndarray, halo: int) -> np.ndarray:
+    """Remove ``halo`` pixels from each side of the last two axes."""
+    return arr[..., halo:arr.shape[-2] - halo, halo:arr.shape[-1] - halo] if halo else arr
+
+
+class StagedRaster:
+    """A tiled GeoTIFF written block by block in the staging folder, converted to COG at the end."""
+
+    def __init__(self, staging: Path, name: str, grid: Grid, *, count: int, dtype: str, nodata,
+                 descriptions: list[str] | None = None, tags: dict | None = None, resampling: str = "average"):
+        self.name = name
+        self.path = staging / f"{name}.stage.tif"
+        self.resampling = resampling
+        profile = geotiff_profile(width=grid.width, height=grid.height, count=count, dtype=dtype, crs=grid.crs,
+                                  transform=grid.transform, nodata=nodata, compress="zstd")
+        profile["predictor"] = 1  # intermediate file: fast zstd, no predictor
+        self.dataset = rasterio.open(self.path, "w", **profile)
+        if descriptions:
+            for i, d in enumerate(descriptions, start=1):
+                self.dataset.set_band_description(i, d)
+        if tags:
+            self.dataset.update_tags(**{k: str(v) for k, v in tags.items()})
+
+    def write(self, window: Window, data: np.ndarray) -> None:
+        self.dataset.write(data if data.ndim == 3 else data[np.newaxis], window=window)
+
+    def close(self) -> None:
+        if not self.dataset.closed:
+            self.dataset.close()
+
+    def to_cog(self, final: Path | None = None) -> Path:
+        """Convert into a compressed cloud-optimised GeoTIFF (default: ``<name>.tif`` beside it)."""
+        self.close()
+        final = final or self.path.with_name(f"{self.name}.tif")
+        with rasterio.open(self.path) as src:
+            is_float = np.dtype(src.dtypes[0]).kind == "f"
+        rasterio.shutil.copy(
+            self.path, final, driver="COG", COMPRESS="DEFLATE", PREDICTOR="FLOATING_POINT" if is_float else "YES",
+            BLOCKSIZE=512, OVERVIEW_RESAMPLING=self.resampling.upper(), NUM_THREADS="ALL_CPUS", BIGTIFF="IF_SAFER",
+        )
+        self.path.unlink()
+        return final
+
+
+def versions() -> dict:
+    import platform
+
+    import scipy
+
+    from .version import __version__
+
+    return {
+        "landslide_sar_plugin": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "rasterio": rasterio.__version__,
+        "gdal": rasterio.__gdal_version__,
+    }

@@ -1,0 +1,66 @@
+"""Thresholding an existing score raster into exceedance, heatmap and candidate polygons."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from landslide_sar_plugin.core import gpkg
+from landslide_sar_plugin.core.candidates import ThresholdSpec, candidates_from_score
+from landslide_sar_plugin.core.staging import Cancelled, DetectionError
+
+
+@pytest.fixture
+def probability(tmp_path):
+    prob = np.full((50, 60), 0.1, np.float32)
+    prob[5:15, 5:15] = 0.9     # 100 px = 10,000 m2 -> a candidate
+    prob[30:33, 40:43] = 0.8   # 9 px = 900 m2 -> below min area 1000
+    prob[40:45, 5:15] = 0.3    # below threshold
+    prob[0, :] = np.nan        # invalid row
+    path = tmp_path / "probability.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=60, height=50, count=1, dtype="float32",
+                       crs="EPSG:32633", transform=from_origin(300000, 5000000, 10, 10), nodata=float("nan")) as dst:
+        dst.write(prob, 1)
+    return path, prob
+
+
+def test_fixed_probability_threshold_gives_one_polygon_with_exact_stats(probability, tmp_path):
+    path, prob = probability
+    spec = ThresholdSpec(threshold=0.5, min_area_m2=1000, method="model", units="probability", event_id="ev1",
+                         heatmap_radius_m=20)
+    res = candidates_from_score(path, tmp_path / "out", spec, prefix="update_")
+    feats, crs = gpkg.read_features(res.files["candidates"])
+    assert crs == "EPSG:32633" and len(feats) == 1
+    p = feats[0].properties
+    assert p["area_m2"] == pytest.approx(10_000) and p["mean_score"] == pytest.approx(0.9)
+    assert (p["method"], p["event_id"], p["threshold"]) == ("model", "ev1", 0.5)
+    assert res.files["candidates"].name == "update_candidates.gpkg"
+    with rasterio.open(res.files["exceedance"]) as src:
+        ex = src.read(1)
+    assert (ex[0] == 255).all() and int((ex == 1).sum()) == 109 and ex[40, 5] == 0
+    with rasterio.open(res.files["heatmap"]) as src:
+        heat = src.read(1)
+    assert heat[10, 10] == pytest.approx(1.0) and heat[25, 30] == pytest.approx(0.0)
+    info = json.loads(res.files["json"].read_text())
+    assert info["n_candidates"] == 1 and info["threshold_rule"] == "fixed 0.5 probability"
+
+
+def test_percentile_threshold_equals_numpy(probability, tmp_path):
+    path, prob = probability
+    res = candidates_from_score(path, tmp_path / "out", ThresholdSpec(percentile=95.0, min_area_m2=0))
+    assert res.threshold == float(np.percentile(prob[np.isfinite(prob)], 95.0))
+
+
+def test_errors_and_cancel_leave_nothing(probability, tmp_path):
+    path, _ = probability
+    with pytest.raises(DetectionError, match="exactly one"):
+        candidates_from_score(path, tmp_path / "o1", ThresholdSpec(threshold=0.5, percentile=90))
+    with pytest.raises(DetectionError, match="does not exist"):
+        candidates_from_score(tmp_path / "nope.tif", tmp_path / "o2", ThresholdSpec(threshold=0.5))
+    with pytest.raises(Cancelled):
+        candidates_from_score(path, tmp_path / "o3", ThresholdSpec(threshold=0.5), is_cancelled=lambda: True)
+    assert list((tmp_path / "o3").iterdir()) == []
