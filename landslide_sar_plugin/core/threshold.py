@@ -18,7 +18,9 @@ Coordinates and pixel sizes are in metres (projected CRS).
 
 from __future__ import annotations
 
+import json
 import math
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Union
@@ -58,7 +60,18 @@ CANDIDATE_FIELDS = [
     ("threshold", "REAL"),
     ("event_id", "TEXT"),
     ("status", "TEXT"),
+    ("uuid", "TEXT"),
 ]
+
+# Namespace of candidate uuids: uuid5(namespace, event|method|threshold|geometry) is stable across
+# identical runs, which makes inventory exports idempotent.
+CANDIDATE_UUID_NAMESPACE = uuid.UUID("6f1c2d0e-5b8a-4f7e-9c3d-2a1b0e9f8d7c")
+
+
+def candidate_uuid(event_id: str, method: str, threshold: float, geometry: Mapping) -> str:
+    """Deterministic identifier of a candidate polygon (same run, same polygon -> same uuid)."""
+    key = f"{event_id}|{method}|{float(threshold):.6f}|{json.dumps(geometry['coordinates'], default=float)}"
+    return str(uuid.uuid5(CANDIDATE_UUID_NAMESPACE, key))
 
 BlocksFactory = Union[Callable[[], Iterable], Sequence]
 
@@ -697,6 +710,7 @@ def candidate_features(
                     "threshold": float(threshold),
                     "event_id": str(event_id),
                     "status": "proposed",
+                    "uuid": candidate_uuid(str(event_id), str(method), threshold, geom),
                 },
             )
         )

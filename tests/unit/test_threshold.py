@@ -1,6 +1,7 @@
 """Threshold step: exact streaming percentile, exceedance, heatmap, candidate polygons."""
 
 import math
+import uuid
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from landslide_sar_plugin.core.threshold import (
     ExactPercentile,
     candidate_features,
     candidate_fields,
+    candidate_uuid,
     density_heatmap,
     disk_footprint,
     disk_kernel,
@@ -309,8 +311,17 @@ def test_candidate_features_two_squares_one_below_min_area():
         "threshold": 2.5,
         "event_id": "hokkaido_2018",
         "status": "proposed",
+        "uuid": candidate_uuid("hokkaido_2018", "threshold", 2.5, feats[0].geometry),
     }
     assert list(p) == [name for name, _ in CANDIDATE_FIELDS]
+    # The uuid is a valid UUID, stable for the same polygon, different for another event or threshold.
+    assert str(uuid.UUID(p["uuid"])) == p["uuid"]
+    again = candidate_features(rasterio.features.shapes(mask, mask=mask.astype(bool), transform=T), transform=T,
+                               read_values=scores, min_area_m2=500, method="threshold", threshold=2.5,
+                               event_id="hokkaido_2018")
+    assert again[0].properties["uuid"] == p["uuid"]
+    assert candidate_uuid("other_event", "threshold", 2.5, feats[0].geometry) != p["uuid"]
+    assert candidate_uuid("hokkaido_2018", "threshold", 2.6, feats[0].geometry) != p["uuid"]
     minx, miny, maxx, maxy = gpkg._bounds(feats[0].geometry)
     assert (minx, maxy, maxx, miny) == (500020.0, 3999990.0, 500050.0, 3999960.0)
 
