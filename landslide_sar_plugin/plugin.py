@@ -48,7 +48,7 @@ class LandslideSarPlugin:
 
     def _ensure_dock(self) -> LandslideDock:
         if self.dock is None:
-            self.dock = LandslideDock(self.iface.mainWindow())
+            self.dock = LandslideDock(self.iface, self.iface.mainWindow())
             self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
             self.dock.visibilityChanged.connect(self._sync_action)
         return self.dock
@@ -68,6 +68,9 @@ class LandslideSarPlugin:
             self.action.deleteLater()
             self.action = None
         if self.dock is not None:
+            if self.dock.task is not None:
+                self.dock.task.cancel()
+            self.dock.save_settings()
             self.iface.removeDockWidget(self.dock)
             self.dock.deleteLater()
             self.dock = None

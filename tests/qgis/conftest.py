@@ -13,9 +13,15 @@ qgis_core = pytest.importorskip("qgis.core", reason="QGIS Python bindings are no
 
 
 @pytest.fixture(scope="session")
-def qgis_app():
+def qgis_app(tmp_path_factory):
     from qgis.core import QgsApplication
+    from qgis.PyQt.QtCore import QCoreApplication, QSettings
 
+    # Keep QgsSettings written by the tests out of the user's real QGIS profile.
+    QCoreApplication.setOrganizationName("LandslideSarTests")
+    QCoreApplication.setApplicationName("LandslideSarTests")
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path_factory.mktemp("settings")))
     app = QgsApplication.instance()
     if app is None:
         app = QgsApplication([], True)
@@ -41,9 +47,14 @@ class FakeIface:
         self.toolbar = QToolBar(self._window)
         self.raster_menu: dict[str, list] = {}
         self.docks = []
-        from qgis.gui import QgsMessageBar
+        from qgis.gui import QgsMapCanvas, QgsMessageBar
 
         self._message_bar = QgsMessageBar(self._window)
+        self._canvas = QgsMapCanvas(self._window)
+        self._window.setCentralWidget(self._canvas)
+
+    def mapCanvas(self):  # noqa: N802
+        return self._canvas
 
     def messageBar(self):  # noqa: N802
         return self._message_bar
@@ -93,3 +104,26 @@ def plugin_errors(monkeypatch):
 
     monkeypatch.setattr(qgis.utils, "showException", record)
     return errors
+
+
+def wait_until(predicate, timeout_s: float = 120.0) -> None:
+    """Process Qt events until ``predicate()`` is true (tasks report back through the event loop)."""
+    import time
+
+    from qgis.PyQt.QtCore import QCoreApplication
+
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached in time")
+        QCoreApplication.processEvents()
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def clean_project(qgis_app):
+    from qgis.core import QgsProject
+
+    QgsProject.instance().clear()
+    yield QgsProject.instance()
+    QgsProject.instance().clear()

@@ -66,7 +66,7 @@ def test_release_zip_loads_initgui_and_unloads_through_qgis_utils(installed_from
         dock = fake_iface.docks[0]
         assert dock.windowTitle() == "Landslide SAR mapper"
         assert not dock.isHidden()
-        assert "SYNTHETIC" in dock.intro_label.text()
+        assert "SYNTHETIC" in dock.synthetic_label.text()
         plugin.action.setChecked(False)
         assert dock.isHidden()
     finally:

@@ -64,3 +64,15 @@ def test_errors_and_cancel_leave_nothing(probability, tmp_path):
     with pytest.raises(Cancelled):
         candidates_from_score(path, tmp_path / "o3", ThresholdSpec(threshold=0.5), is_cancelled=lambda: True)
     assert list((tmp_path / "o3").iterdir()) == []
+
+
+def test_raster_histogram_counts_every_valid_pixel(probability):
+    from landslide_sar_plugin.core.histogram import raster_histogram
+
+    path, prob = probability
+    h = raster_histogram(path, bins=10, value_range=(0.0, 1.0))
+    valid = prob[np.isfinite(prob)]
+    assert h.n_valid == valid.size == int(h.counts.sum())
+    np.testing.assert_array_equal(h.counts, np.histogram(valid, bins=np.linspace(0, 1, 11))[0])
+    assert (h.minimum, h.maximum) == (pytest.approx(0.1), pytest.approx(0.9))
+    assert h.fraction_above(0.5) == pytest.approx((valid > 0.5).mean())

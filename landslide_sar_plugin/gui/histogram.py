@@ -1,0 +1,51 @@
+"""A small histogram widget with a threshold line (painted with QPainter; no plotting library)."""
+
+from __future__ import annotations
+
+from qgis.PyQt.QtCore import QRectF, Qt
+from qgis.PyQt.QtGui import QColor, QPainter, QPen
+from qgis.PyQt.QtWidgets import QSizePolicy, QWidget
+
+
+class HistogramWidget(QWidget):
+    """Bars of a :class:`core.histogram.Histogram`; bins above the threshold are drawn in the exceedance colour."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.histogram = None
+        self.threshold: float | None = None
+        self.setMinimumHeight(70)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def set_histogram(self, histogram) -> None:
+        self.histogram = histogram
+        self.update()
+
+    def set_threshold(self, value: float | None) -> None:
+        self.threshold = value
+        self.update()
+
+    def paintEvent(self, event):  # noqa: N802 (Qt API)
+        painter = QPainter(self)
+        try:
+            rect = self.rect().adjusted(2, 2, -2, -2)
+            painter.fillRect(rect, QColor(250, 250, 250))
+            h = self.histogram
+            if h is None or h.n_valid == 0:
+                painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, self.tr("no histogram yet"))
+                return
+            lo, hi = float(h.edges[0]), float(h.edges[-1])
+            peak = max(int(h.counts.max()), 1)
+            width = rect.width() / len(h.counts)
+            for i, count in enumerate(h.counts):
+                centre = (h.edges[i] + h.edges[i + 1]) / 2
+                above = self.threshold is not None and centre > self.threshold
+                bar_h = rect.height() * (count / peak) ** 0.5  # square root keeps the tail visible
+                painter.fillRect(QRectF(rect.left() + i * width, rect.bottom() - bar_h, max(width - 0.5, 0.5), bar_h),
+                                 QColor(200, 0, 160) if above else QColor(120, 120, 120))
+            if self.threshold is not None and hi > lo:
+                x = rect.left() + (self.threshold - lo) / (hi - lo) * rect.width()
+                painter.setPen(QPen(QColor(220, 0, 0), 2))
+                painter.drawLine(int(x), rect.top(), int(x), rect.bottom())
+        finally:
+            painter.end()

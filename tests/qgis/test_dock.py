@@ -1,0 +1,131 @@
+"""The dock driven like a user, headless: sample scene, Detect, threshold slider, cancel, update, review."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from .conftest import wait_until
+
+
+@pytest.fixture
+def dock(fake_iface, clean_project, tmp_path):
+    from landslide_sar_plugin.gui.dock import LandslideDock
+
+    d = LandslideDock(fake_iface)
+    d.use_sample_scene()
+    d.out_dir.setFilePath(str(tmp_path / "runs"))
+    yield d
+    if d.task is not None:
+        d.task.cancel()
+        wait_until(lambda: d.task is None, 60)
+    d.deleteLater()
+
+
+def run_detection(dock):
+    dock.detect_button.click()
+    assert dock.task is not None
+    wait_until(lambda: dock.task is None)
+
+
+def test_scene_table_shows_roles_per_event_window(dock):
+    roles = [dock.scene_table.item(r, 3).text() for r in range(dock.scene_table.rowCount())]
+    assert dock.scene_table.rowCount() == 14
+    assert roles.count("pre") == 10 and roles.count("post") == 4
+    assert "SYNTHETIC" in dock.scene_summary.text()
+    dock.post_days.setValue(2)  # event 09-05 18:08; only the descending 09-06 20:12 scene is within 2 days
+    roles = [dock.scene_table.item(r, 3).text() for r in range(dock.scene_table.rowCount())]
+    assert roles.count("post") == 1 and roles.count("unused") == 3
+
+
+def test_detect_loads_styled_layers_in_a_group_named_after_the_event(dock):
+    from qgis.core import QgsApplication, QgsSingleBandPseudoColorRenderer
+
+    dock.detect_button.click()
+    first_task = dock.task
+    dock.detect_button.click()  # a second click while running must not start a second run
+    assert dock.task is first_task and not dock.detect_button.isEnabled()
+    assert QgsApplication.taskManager().countActiveTasks() <= 1
+    wait_until(lambda: dock.task is None)
+    assert dock.run_result is not None, dock.status_label.text()
+    group = dock.run_layers["group"]
+    assert group.name().startswith("Landslides event_20180905T1807") and "SYNTHETIC" in group.name()
+    cand = dock.run_layers["candidates"]
+    assert cand.featureCount() == dock.run_result.n_candidates > 50
+    ratio = dock.run_layers["a_ratio"]
+    renderer = ratio.renderer()
+    assert isinstance(renderer, QgsSingleBandPseudoColorRenderer)
+    items = renderer.shader().rasterShaderFunction().colorRampItemList()
+    assert items[2].value == pytest.approx(1.25)
+    assert not group.findLayer(dock.run_layers["heatmap"].id()).isVisible()
+    assert not group.findLayer(dock.run_layers["counts"].id()).isVisible()
+    assert dock.threshold_group.isEnabled() and dock.review_group.isEnabled()
+    assert dock.progress.value() == 100
+
+
+def test_slider_restyles_the_map_without_recomputing(dock):
+    from qgis.core import QgsApplication
+
+    run_detection(dock)
+    out = dock.run_result.out_dir
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    ratio = dock.run_layers["a_ratio"]
+    dock.threshold_slider.setValue(dock.threshold_slider.maximum() * 3 // 4)
+    value = dock.threshold_spin.value()
+    assert value > 2.0
+    assert ratio.customProperty("landslide_sar/threshold") == pytest.approx(value)
+    items = ratio.renderer().shader().rasterShaderFunction().colorRampItemList()
+    assert items[2].value == pytest.approx(value)
+    assert dock.task is None and QgsApplication.taskManager().countActiveTasks() == 0
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    assert dock.histogram_widget.threshold == pytest.approx(value)
+    assert "of valid pixels above" in dock.threshold_info.text()
+
+
+def test_cancel_leaves_no_layer_and_no_output(dock, tmp_path, clean_project):
+    dock.detect_button.click()
+    dock.cancel_button.click()
+    wait_until(lambda: dock.task is None)
+    assert dock.run_result is None
+    assert clean_project.mapLayers() == {}
+    runs = tmp_path / "runs"
+    leftovers = [p for p in runs.rglob("*") if p.is_file()] if runs.exists() else []
+    assert leftovers == []
+    assert "cancelled" in dock.status_label.text().lower()
+
+
+def test_update_polygons_keeps_the_previous_layer(dock):
+    run_detection(dock)
+    first = dock.run_layers["candidates"]
+    n_first = first.featureCount()
+    dock.threshold_spin.setValue(2.5)
+    dock.update_button.click()
+    wait_until(lambda: dock.task is None)
+    second = dock.run_layers["candidates"]
+    assert second is not first and 0 < second.featureCount() < n_first
+    assert first.name().endswith("(previous)")
+    assert os.path.exists(first.source().split("|")[0])
+
+
+def test_accept_reject_and_geometry_edit_set_the_status(dock):
+    from qgis.core import QgsGeometry, QgsPointXY
+
+    run_detection(dock)
+    layer = dock.run_layers["candidates"]
+    fids = sorted(f.id() for f in layer.getFeatures())[:3]
+    layer.selectByIds(fids[:2])
+    assert dock.set_selected_status("accepted") == 2
+    layer.selectByIds([fids[2]])
+    dock.set_selected_status("rejected")
+    # Moving a vertex marks the polygon as edited (the analyst corrected it).
+    geom = layer.getFeature(fids[0]).geometry()
+    moved = QgsGeometry(geom)
+    vertex = moved.vertexAt(0)
+    moved.moveVertex(vertex.x() + 5, vertex.y() + 5, 0)
+    moved.moveVertex(vertex.x() + 5, vertex.y() + 5, moved.constGet().nCoordinates() - 1)
+    assert layer.changeGeometry(fids[0], moved)
+    assert layer.commitChanges(), layer.commitErrors()
+    status = {f.id(): f["status"] for f in layer.getFeatures()}
+    assert [status[f] for f in fids] == ["edited", "accepted", "rejected"]
+    assert QgsPointXY(vertex.x(), vertex.y()) is not None
