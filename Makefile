@@ -13,16 +13,17 @@ SAMPLE_EVENT := 2018-09-05T18:07:59Z
 OUT ?= out/demo
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: help setup demo test test-unit test-qgis bench package lint sample clean
+.PHONY: help setup demo test test-unit test-qgis bench package lint sample screenshot clean
 
 help:
 	@echo "make demo     install what is missing, detect landslides on the synthetic sample scene"
 	@echo "make test     install what is missing, run the whole test suite"
 	@echo "make setup    install QGIS (Debian) if needed and the Python packages into $(VENV)"
-	@echo "make bench    run the benchmarks, write bench/report.json"
+	@echo "make bench    run the benchmarks, write JSON reports in bench/"
 	@echo "make package  build the plugin zip for the QGIS plugin repository (dist/)"
 	@echo "make lint     ruff on everything, bandit on the plugin package"
 	@echo "make sample   regenerate the sample scene byte for byte"
+	@echo "make screenshot  screenshot of the dock after a run on the sample scene (docs/dock.png)"
 
 # QGIS comes from Debian and lives in the system Python; the venv sees it through
 # --system-site-packages. Nothing is reinstalled when the stamp is newer than the pins.
@@ -57,6 +58,7 @@ test-qgis: setup
 
 bench: setup
 	$(PY) tests/bench/bench_engine.py --out bench/report.json
+	$(PY) tests/bench/bench_slider.py --out bench/slider.json
 
 package: setup
 	$(PY) .ci/package_plugin.py --out dist
@@ -67,6 +69,9 @@ lint: setup
 
 sample: setup
 	$(PY) -m landslide_sar_plugin simulate --preset sample --seed $(SAMPLE_SEED) --out $(SAMPLE)
+
+screenshot: setup
+	$(PY) tests/tools/screenshot_dock.py --out docs/dock.png
 
 clean:
 	rm -rf out dist bench .pytest_cache .ruff_cache .hypothesis
