@@ -9,8 +9,8 @@ from qgis.PyQt.QtCore import QCoreApplication, Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
-from .gui.dock import LandslideDock
-from .gui.log import log_info
+from .core.dependencies import install_command, missing_required
+from .gui.log import log_error, log_info
 from .processing.provider import LandslideProvider
 
 ICON_PATH = Path(__file__).resolve().parent / "icon.png"
@@ -27,8 +27,9 @@ class LandslideSarPlugin:
     def __init__(self, iface):
         self.iface = iface
         self.action: QAction | None = None
-        self.dock: LandslideDock | None = None
+        self.dock = None
         self.provider: LandslideProvider | None = None
+        self.missing = missing_required()
 
     def initProcessing(self) -> None:  # noqa: N802 (QGIS calls it by this name)
         if self.provider is None:
@@ -44,11 +45,26 @@ class LandslideSarPlugin:
         self.action.toggled.connect(self._set_dock_visible)
         self.iface.addToolBarIcon(self.action)
         self.iface.addPluginToRasterMenu(MENU, self.action)
-        log_info("Landslide SAR mapper loaded")
+        if self.missing:
+            log_error(self.missing_message())
+        else:
+            log_info("Landslide SAR mapper loaded")
 
-    def _ensure_dock(self) -> LandslideDock:
+    def missing_message(self) -> str:
+        return tr("Landslide SAR mapper needs the Python package(s) {p}, missing in the Python that runs QGIS. "
+                  "Install with: {cmd} and restart QGIS.").format(p=", ".join(self.missing),
+                                                                 cmd=install_command(self.missing))
+
+    def _ensure_dock(self):
         if self.dock is None:
-            self.dock = LandslideDock(self.iface, self.iface.mainWindow())
+            if self.missing:
+                from .gui.dock_missing import MissingDependenciesDock
+
+                self.dock = MissingDependenciesDock(self.missing_message(), self.iface.mainWindow())
+            else:
+                from .gui.dock import LandslideDock  # imports rasterio: only once it is known to be there
+
+                self.dock = LandslideDock(self.iface, self.iface.mainWindow())
             self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
             self.dock.visibilityChanged.connect(self._sync_action)
         return self.dock
@@ -68,9 +84,10 @@ class LandslideSarPlugin:
             self.action.deleteLater()
             self.action = None
         if self.dock is not None:
-            if self.dock.task is not None:
+            if getattr(self.dock, "task", None) is not None:
                 self.dock.task.cancel()
-            self.dock.save_settings()
+            if hasattr(self.dock, "save_settings"):
+                self.dock.save_settings()
             self.iface.removeDockWidget(self.dock)
             self.dock.deleteLater()
             self.dock = None

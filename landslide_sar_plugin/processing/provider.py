@@ -26,6 +26,14 @@ class LandslideProvider(QgsProcessingProvider):
         return QIcon(str(ICON_PATH))
 
     def loadAlgorithms(self) -> None:  # noqa: N802
+        from ..core.dependencies import install_command, missing_required
+
+        missing = missing_required()
+        if missing:  # the plugin still loads; the message says how to fix it
+            from ..gui.log import log_error
+
+            log_error(f"Landslide SAR Processing algorithms need {', '.join(missing)}: {install_command(missing)}")
+            return
         from .algorithms import ALGORITHMS
 
         for algorithm_class in ALGORITHMS:
