@@ -503,7 +503,8 @@ def test_refuses_an_explicit_pre_range_past_the_event():
 
 def test_refuses_an_explicit_post_range_before_the_event():
     with pytest.raises(CatalogError, match="post-event range starts"):
-        select_stacks([scene(-12), scene(5)], EVENT, post_range=(EVENT - dt.timedelta(days=1), EVENT + dt.timedelta(days=9)))
+        select_stacks([scene(-12), scene(5)], EVENT,
+                      post_range=(EVENT - dt.timedelta(days=1), EVENT + dt.timedelta(days=9)))
 
 
 def test_refuses_when_no_scene_has_the_polarisation():

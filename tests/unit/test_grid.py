@@ -308,7 +308,8 @@ def test_aligned_source_with_offset_origin(tmp_path):
 
 
 @pytest.mark.parametrize("halo", [0, 1, 3])
-@pytest.mark.parametrize("window", [Window(0, 0, 20, 20), Window(2, 4, 5, 5), Window(15, 15, 5, 5), Window(0, 13, 7, 7)])
+@pytest.mark.parametrize(
+    "window", [Window(0, 0, 20, 20), Window(2, 4, 5, 5), Window(15, 15, 5, 5), Window(0, 13, 7, 7)])
 def test_aligned_windows_and_halo(tmp_path, halo, window):
     grid = make_grid()
     rng = np.random.default_rng(3)
