@@ -6,7 +6,8 @@ SYSTEM_PYTHON := /usr/bin/python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
-APT_PACKAGES := python3-qgis qgis-providers python3-venv python3-scipy python3-numpy
+# qgis brings qgis_process (headless Processing); python3-qgis the bindings.
+APT_PACKAGES := python3-qgis qgis-providers qgis python3-venv python3-scipy python3-numpy
 SAMPLE := landslide_sar_plugin/sample_data
 SAMPLE_SEED := 20180906
 SAMPLE_EVENT := 2018-09-05T18:07:59Z
@@ -30,7 +31,7 @@ help:
 setup: $(STAMP)
 
 $(STAMP): tests/requirements.txt tests/constraints.txt
-	@if ! $(SYSTEM_PYTHON) -c "import qgis.core, venv, scipy" >/dev/null 2>&1; then \
+	@if ! $(SYSTEM_PYTHON) -c "import qgis.core, venv, scipy" >/dev/null 2>&1 || ! command -v qgis_process.bin >/dev/null; then \
 	  echo "Installing QGIS from Debian ($(APT_PACKAGES))..."; \
 	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO="sudo"; \
 	  $$SUDO apt-get update -qq && \

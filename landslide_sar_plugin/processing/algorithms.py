@@ -1,3 +1,666 @@
-"""Processing algorithms of the "Landslide SAR" provider."""
+"""Processing algorithms of the "Landslide SAR" provider.
 
-ALGORITHMS: list = []
+Every algorithm is a thin wrapper: it turns Processing parameters into the
+arguments of one ``core`` function and the result into Processing outputs.
+Nothing here re-implements a step of the engine (DESIGN.md, rules of the
+house).  Core progress and cancel callbacks are wired to the Processing
+feedback; core errors become :class:`QgsProcessingException` with the core's
+own message.  Outputs are declared (raster/vector/number/file) so the
+algorithms chain in the graphical modeler, and run headless with
+``qgis_process run landslidesar:<id>``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingOutputFile,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputRasterLayer,
+    QgsProcessingOutputString,
+    QgsProcessingOutputVectorLayer,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterMapLayer,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProcessingParameterVectorLayer,
+)
+from qgis.PyQt.QtCore import QCoreApplication
+
+GROUP = "Landslide detection"
+GROUP_ID = "landslidedetection"
+SYNTHETIC_NOTE = ("The shipped sample scene (plugin folder sample_data/) is SYNTHETIC: simulated, not real "
+                  "Sentinel-1 data; results on it are for trying the tool only.")
+
+
+def tr(text: str) -> str:
+    return QCoreApplication.translate("LandslideSarProcessing", text)
+
+
+class _Feedback:
+    """Core ``progress(fraction, message)`` and ``is_cancelled()`` on a QgsProcessingFeedback."""
+
+    def __init__(self, feedback):
+        self.feedback = feedback
+        self.last_message = None
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        if self.feedback is None:
+            return
+        self.feedback.setProgress(max(0.0, min(100.0, 100.0 * float(fraction))))
+        if message and message != self.last_message:
+            self.last_message = message
+            self.feedback.setProgressText(message)
+
+    def is_cancelled(self) -> bool:
+        return bool(self.feedback is not None and self.feedback.isCanceled())
+
+
+def _layer_file(layer, what: str) -> tuple[str, str | None]:
+    """(file path, layer name or None) of a file-based layer; refuses memory/database layers."""
+    if layer is None:
+        raise QgsProcessingException(tr("{} is missing or could not be loaded").format(what))
+    source = layer.source()
+    parts = source.split("|")
+    path = parts[0]
+    layer_name = None
+    for part in parts[1:]:
+        if part.startswith("layername="):
+            layer_name = part[len("layername="):]
+    if not os.path.isfile(path):
+        raise QgsProcessingException(
+            tr("{} must be a file on disk (GeoTIFF or GeoPackage), not '{}'; save the layer to a file first")
+            .format(what, source))
+    return path, layer_name
+
+
+def _load_on_completion(context: QgsProcessingContext, uri: str, name: str, output: str, kind: str) -> None:
+    """Ask Processing to add an output to the project when the algorithm finishes (toolbox runs)."""
+    if context.project() is None:
+        return
+    details = QgsProcessingContext.LayerDetails(name, context.project(), output)
+    if kind == "vector":
+        details.layerTypeHint = QgsProcessingUtilsLayerHint.Vector
+    elif kind == "raster":
+        details.layerTypeHint = QgsProcessingUtilsLayerHint.Raster
+    context.addLayerToLoadOnCompletion(uri, details)
+
+
+try:  # QGIS >= 3.30: QgsProcessingUtils.LayerHint moved to Qgis.ProcessingLayerHint (both exist in 3.3x)
+    from qgis.core import QgsProcessingUtils
+
+    QgsProcessingUtilsLayerHint = QgsProcessingUtils.LayerHint
+except AttributeError:  # pragma: no cover - QGIS 4
+    from qgis.core import Qgis
+
+    QgsProcessingUtilsLayerHint = Qgis.ProcessingLayerHint  # type: ignore[attr-defined]
+
+
+def _core_call(func, *args, **kwargs):
+    """Run a core function; its errors become QgsProcessingException with the core message."""
+    from ..core.inventory import InventoryError
+    from ..core.staging import Cancelled
+
+    try:
+        return func(*args, **kwargs)
+    except Cancelled:
+        raise QgsProcessingException(tr("Cancelled by the user; no output was kept.")) from None
+    except (InventoryError, ValueError, FileNotFoundError, PermissionError) as exc:
+        raise QgsProcessingException(str(exc)) from None
+
+
+def _crs_text(crs) -> str:
+    """A QgsCoordinateReferenceSystem as text rasterio understands (EPSG code when it has one)."""
+    authid = crs.authid()
+    if authid.upper().startswith("EPSG:"):
+        return authid
+    try:
+        from qgis.core import QgsCoordinateReferenceSystem
+
+        return crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED)
+    except (AttributeError, TypeError):  # pragma: no cover
+        return crs.toWkt()
+
+
+class _Base(QgsProcessingAlgorithm):
+    """Group, translation and instance boilerplate shared by the provider's algorithms."""
+
+    def group(self) -> str:
+        return tr(GROUP)
+
+    def groupId(self) -> str:  # noqa: N802
+        return GROUP_ID
+
+    def createInstance(self):  # noqa: N802
+        return type(self)()
+
+    def tr(self, text: str) -> str:
+        return tr(text)
+
+    def _advanced(self, param):
+        param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(param)
+
+
+# --------------------------------------------------------------------------- (a) detect
+
+
+THRESHOLD_MODES = ("fixed", "percentile")
+POLARISATIONS = ("VH", "VV", "both")
+
+
+class DetectLandslidesAlgorithm(_Base):
+    SCENES = "SCENES"
+    DEM = "DEM"
+    EVENT_TIME = "EVENT_TIME"
+    EVENT_ID = "EVENT_ID"
+    AOI = "AOI"
+    AOI_LAYER = "AOI_LAYER"
+    PRE_DAYS = "PRE_DAYS"
+    POST_DAYS = "POST_DAYS"
+    POLARISATION = "POLARISATION"
+    SLOPE_MIN = "SLOPE_MIN"
+    THRESHOLD_MODE = "THRESHOLD_MODE"
+    THRESHOLD = "THRESHOLD"
+    PERCENTILE = "PERCENTILE"
+    MIN_AREA = "MIN_AREA"
+    PIXEL_SIZE = "PIXEL_SIZE"
+    BLOCK_SIZE = "BLOCK_SIZE"
+    OUTPUT_FOLDER = "OUTPUT_FOLDER"
+    A_RATIO = "A_RATIO"
+    CANDIDATES = "CANDIDATES"
+    HEATMAP = "HEATMAP"
+    RUN_JSON = "RUN_JSON"
+    N_CANDIDATES = "N_CANDIDATES"
+    THRESHOLD_DB = "THRESHOLD_DB"
+
+    def name(self) -> str:
+        return "detect_a_ratio"
+
+    def displayName(self) -> str:  # noqa: N802
+        return tr("Detect landslides (A_ratio)")
+
+    def tags(self):
+        return [tr("landslide"), "Sentinel-1", "SAR", "A_ratio", tr("backscatter"), tr("change detection")]
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return tr(
+            "Candidate landslides from the drop of Sentinel-1 backscatter after an event (the A_ratio method of "
+            "Handwerger et al.).\n\n"
+            "For each orbit track the median of the pre-event stack and of the post-event stack (dB) is taken; "
+            "A_ratio = pre - post (positive = backscatter dropped, typical of a fresh scar in vegetation); "
+            "ascending and descending ratios are averaged. Flat terrain is masked with the DEM's slope. Pixels "
+            "above the threshold (a fixed value in dB, or an exact percentile of the valid pixels) become "
+            "candidate polygons.\n\n"
+            "Scene folder: one GeoTIFF per acquisition with the tags ACQUISITION_START, ORBIT_PASS, "
+            "RELATIVE_ORBIT, UNITS, or ESA / ASF HyP3 file names, or a scenes.csv sidecar.\n"
+            "Event time: ISO-8601 in UTC, e.g. 2018-09-05T18:07:59Z.\n"
+            "Area of interest: optional; an extent (any CRS) or the extent of a polygon layer; default: the "
+            "scenes' common area.\n"
+            "Outputs in the output folder: a_ratio.tif, heatmap.tif, candidates.gpkg (status 'proposed', ready "
+            "for review), run.json (inputs, scene ids, parameters, versions).\n\n") + tr(SYNTHETIC_NOTE)
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        from ..core.detect import DetectParams
+
+        d = DetectParams.__dataclass_fields__
+        self.addParameter(QgsProcessingParameterFile(
+            self.SCENES, tr("Sentinel-1 scene folder"), behavior=QgsProcessingParameterFile.Folder))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.DEM, tr("DEM (elevation in metres)")))
+        self.addParameter(QgsProcessingParameterString(
+            self.EVENT_TIME, tr("Event date-time (UTC, ISO-8601, e.g. 2018-09-05T18:07:59Z)")))
+        self.addParameter(QgsProcessingParameterString(
+            self.EVENT_ID, tr("Event identifier (default: event_<date-time>)"), optional=True))
+        self.addParameter(QgsProcessingParameterExtent(self.AOI, tr("Area of interest (extent)"), optional=True))
+        self.addParameter(QgsProcessingParameterVectorLayer(
+            self.AOI_LAYER, tr("Area of interest (extent of a polygon layer; used when no extent is given)"),
+            [QgsProcessing.TypeVectorPolygon], optional=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.PRE_DAYS, tr("Pre-event window (days before the event)"), QgsProcessingParameterNumber.Double,
+            d["pre_days"].default, minValue=1))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.POST_DAYS, tr("Post-event window (days after the event)"), QgsProcessingParameterNumber.Double,
+            d["post_days"].default, minValue=1))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.POLARISATION, tr("Polarisation"), options=[tr("VH"), tr("VV"), tr("VV and VH averaged")],
+            defaultValue=POLARISATIONS.index(d["polarisation"].default)))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.SLOPE_MIN, tr("Minimum slope (degrees; 0 = no slope mask)"), QgsProcessingParameterNumber.Double,
+            d["slope_min_deg"].default, minValue=0, maxValue=90))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.THRESHOLD_MODE, tr("Threshold rule"),
+            options=[tr("Fixed threshold (dB)"), tr("Percentile of the valid pixels")], defaultValue=0))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.THRESHOLD, tr("Threshold (dB, A_ratio above it is a candidate)"),
+            QgsProcessingParameterNumber.Double, d["threshold_db"].default))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.PERCENTILE, tr("Percentile (when the rule is 'percentile')"), QgsProcessingParameterNumber.Double,
+            99.0, minValue=0.001, maxValue=99.999))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.MIN_AREA, tr("Minimum polygon area (m²)"), QgsProcessingParameterNumber.Double,
+            d["min_area_m2"].default, minValue=0))
+        self._advanced(QgsProcessingParameterNumber(
+            self.PIXEL_SIZE, tr("Output pixel size (m)"), QgsProcessingParameterNumber.Double,
+            d["pixel_size"].default, minValue=0.1))
+        self._advanced(QgsProcessingParameterNumber(
+            self.BLOCK_SIZE, tr("Processing block size (pixels; memory grows with its square)"),
+            QgsProcessingParameterNumber.Integer, d["block_size"].default, minValue=64))
+        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, tr("Output folder")))
+        self.addOutput(QgsProcessingOutputRasterLayer(self.A_RATIO, tr("A_ratio (dB)")))
+        self.addOutput(QgsProcessingOutputRasterLayer(self.HEATMAP, tr("Landslide density heatmap")))
+        self.addOutput(QgsProcessingOutputVectorLayer(
+            self.CANDIDATES, tr("Candidate landslides"), QgsProcessing.TypeVectorPolygon))
+        self.addOutput(QgsProcessingOutputFile(self.RUN_JSON, tr("Run record (run.json)")))
+        self.addOutput(QgsProcessingOutputNumber(self.N_CANDIDATES, tr("Number of candidate polygons")))
+        self.addOutput(QgsProcessingOutputNumber(self.THRESHOLD_DB, tr("Threshold used (dB)")))
+
+    def _aoi(self, parameters, context):
+        from rasterio.crs import CRS
+
+        from ..core.grid import Aoi
+
+        if parameters.get(self.AOI) not in (None, ""):
+            rect = self.parameterAsExtent(parameters, self.AOI, context)
+            crs = self.parameterAsExtentCrs(parameters, self.AOI, context)
+        else:
+            layer = self.parameterAsVectorLayer(parameters, self.AOI_LAYER, context)
+            if layer is None:
+                return None
+            rect, crs = layer.extent(), layer.crs()
+        if rect.isNull() or rect.isEmpty():
+            return None
+        if not crs.isValid():
+            raise QgsProcessingException(tr("The area of interest has no valid coordinate reference system"))
+        bounds = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+        return Aoi(bounds, CRS.from_user_input(_crs_text(crs)), source="QGIS Processing extent")
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        from ..core.catalog import parse_time
+        from ..core.detect import DetectParams, run_detection
+
+        scenes = self.parameterAsFile(parameters, self.SCENES, context)
+        dem, _ = _layer_file(self.parameterAsRasterLayer(parameters, self.DEM, context), tr("The DEM"))
+        out = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
+        try:
+            event_time = parse_time(self.parameterAsString(parameters, self.EVENT_TIME, context))
+        except ValueError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        mode = THRESHOLD_MODES[self.parameterAsEnum(parameters, self.THRESHOLD_MODE, context)]
+        slope = self.parameterAsDouble(parameters, self.SLOPE_MIN, context)
+        params = DetectParams(
+            event_time=event_time,
+            event_id=self.parameterAsString(parameters, self.EVENT_ID, context).strip(),
+            aoi=self._aoi(parameters, context),
+            pre_days=self.parameterAsDouble(parameters, self.PRE_DAYS, context),
+            post_days=self.parameterAsDouble(parameters, self.POST_DAYS, context),
+            polarisation=POLARISATIONS[self.parameterAsEnum(parameters, self.POLARISATION, context)],
+            slope_min_deg=slope if slope > 0 else None,
+            threshold_db=self.parameterAsDouble(parameters, self.THRESHOLD, context) if mode == "fixed" else None,
+            percentile=self.parameterAsDouble(parameters, self.PERCENTILE, context) if mode == "percentile" else None,
+            min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
+            pixel_size=self.parameterAsDouble(parameters, self.PIXEL_SIZE, context),
+            block_size=self.parameterAsInt(parameters, self.BLOCK_SIZE, context),
+        )
+        fb = _Feedback(feedback)
+        result = _core_call(run_detection, scenes, dem, out, params, progress=fb.progress,
+                            is_cancelled=fb.is_cancelled)
+        for warning in result.warnings:
+            feedback.pushWarning(warning)
+        if result.synthetic:
+            feedback.pushInfo(tr("NOTE: the input scenes are SYNTHETIC (simulated); results are for trying the "
+                                 "tool only."))
+        feedback.pushInfo(tr("Threshold {:.3f} dB; {} candidate polygons").format(result.threshold_db,
+                                                                                   result.n_candidates))
+        files = result.files
+        event = result.run_info.get("event_id") or params.event_id or "event"
+        cand_uri = f"{files['candidates']}|layername=candidates"
+        _load_on_completion(context, str(files["a_ratio"]), tr("A_ratio {}").format(event), self.A_RATIO, "raster")
+        _load_on_completion(context, cand_uri, tr("Candidates {}").format(event), self.CANDIDATES, "vector")
+        return {
+            self.OUTPUT_FOLDER: str(result.out_dir),
+            self.A_RATIO: str(files["a_ratio"]),
+            self.HEATMAP: str(files["heatmap"]),
+            self.CANDIDATES: cand_uri,
+            self.RUN_JSON: str(files["run"]),
+            self.N_CANDIDATES: result.n_candidates,
+            self.THRESHOLD_DB: float(result.threshold_db),
+        }
+
+
+# --------------------------------------------------------------------------- (b) candidates from a raster
+
+
+SCORE_KINDS = (("a_ratio", "dB"), ("model", "probability"))
+
+
+class CandidatesFromRatioAlgorithm(_Base):
+    INPUT = "INPUT"
+    SCORE_KIND = "SCORE_KIND"
+    THRESHOLD_MODE = "THRESHOLD_MODE"
+    THRESHOLD = "THRESHOLD"
+    PERCENTILE = "PERCENTILE"
+    MIN_AREA = "MIN_AREA"
+    EVENT_ID = "EVENT_ID"
+    PREFIX = "PREFIX"
+    OUTPUT_FOLDER = "OUTPUT_FOLDER"
+    CANDIDATES = "CANDIDATES"
+    EXCEEDANCE = "EXCEEDANCE"
+    HEATMAP = "HEATMAP"
+    N_CANDIDATES = "N_CANDIDATES"
+    THRESHOLD_USED = "THRESHOLD_USED"
+
+    def name(self) -> str:
+        return "candidates_from_ratio"
+
+    def displayName(self) -> str:  # noqa: N802
+        return tr("Candidates from a ratio raster")
+
+    def tags(self):
+        return [tr("landslide"), tr("threshold"), tr("polygonize"), "A_ratio", tr("probability")]
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return tr(
+            "Threshold a score raster (an A_ratio in dB, or a model's landslide probability) and turn the pixels "
+            "above the threshold into candidate polygons, with the exceedance mask and a density heatmap. The "
+            "threshold is a fixed value in the raster's units or an exact percentile of its valid pixels. "
+            "Polygons smaller than the minimum area are dropped. Outputs are written into the output folder "
+            "(file names start with the prefix, so an update does not replace the files of the original run). "
+            "When the raster sits in a run folder, the event identifier is taken from its run.json.")
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, tr("Score raster (A_ratio or probability)")))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.SCORE_KIND, tr("Score kind"), options=[tr("A_ratio (dB)"), tr("Model probability (0-1)")],
+            defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.THRESHOLD_MODE, tr("Threshold rule"),
+            options=[tr("Fixed threshold"), tr("Percentile of the valid pixels")], defaultValue=0))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.THRESHOLD, tr("Threshold (raster units; above it is a candidate)"),
+            QgsProcessingParameterNumber.Double, 1.25))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.PERCENTILE, tr("Percentile (when the rule is 'percentile')"), QgsProcessingParameterNumber.Double,
+            99.0, minValue=0.001, maxValue=99.999))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.MIN_AREA, tr("Minimum polygon area (m²)"), QgsProcessingParameterNumber.Double, 500.0, minValue=0))
+        self.addParameter(QgsProcessingParameterString(
+            self.EVENT_ID, tr("Event identifier (default: from run.json next to the raster)"), optional=True))
+        self._advanced(QgsProcessingParameterString(self.PREFIX, tr("Output file name prefix"), "", optional=True))
+        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, tr("Output folder")))
+        self.addOutput(QgsProcessingOutputVectorLayer(
+            self.CANDIDATES, tr("Candidate landslides"), QgsProcessing.TypeVectorPolygon))
+        self.addOutput(QgsProcessingOutputRasterLayer(self.EXCEEDANCE, tr("Exceedance mask")))
+        self.addOutput(QgsProcessingOutputRasterLayer(self.HEATMAP, tr("Landslide density heatmap")))
+        self.addOutput(QgsProcessingOutputNumber(self.N_CANDIDATES, tr("Number of candidate polygons")))
+        self.addOutput(QgsProcessingOutputNumber(self.THRESHOLD_USED, tr("Threshold used")))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        from ..core.candidates import ThresholdSpec, candidates_from_score
+
+        score, _ = _layer_file(self.parameterAsRasterLayer(parameters, self.INPUT, context), tr("The score raster"))
+        out = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
+        method, units = SCORE_KINDS[self.parameterAsEnum(parameters, self.SCORE_KIND, context)]
+        mode = THRESHOLD_MODES[self.parameterAsEnum(parameters, self.THRESHOLD_MODE, context)]
+        event_id = self.parameterAsString(parameters, self.EVENT_ID, context).strip()
+        if not event_id:
+            run_json = Path(score).with_name("run.json")
+            try:
+                event_id = str(json.loads(run_json.read_text()).get("event_id") or "")
+            except (OSError, ValueError, AttributeError):
+                event_id = ""
+        spec = ThresholdSpec(
+            threshold=self.parameterAsDouble(parameters, self.THRESHOLD, context) if mode == "fixed" else None,
+            percentile=self.parameterAsDouble(parameters, self.PERCENTILE, context) if mode == "percentile" else None,
+            min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
+            method=method, units=units, event_id=event_id,
+        )
+        fb = _Feedback(feedback)
+        prefix = self.parameterAsString(parameters, self.PREFIX, context).strip()
+        result = _core_call(candidates_from_score, score, out, spec, progress=fb.progress,
+                            is_cancelled=fb.is_cancelled, prefix=prefix)
+        feedback.pushInfo(tr("Threshold {:.4g}; {} candidate polygons").format(result.threshold, result.n_candidates))
+        cand_uri = f"{result.files['candidates']}|layername=candidates"
+        _load_on_completion(context, cand_uri, tr("Candidates (threshold {:.3g})").format(result.threshold),
+                            self.CANDIDATES, "vector")
+        return {
+            self.OUTPUT_FOLDER: str(result.out_dir),
+            self.CANDIDATES: cand_uri,
+            self.EXCEEDANCE: str(result.files.get("exceedance", "")),
+            self.HEATMAP: str(result.files.get("heatmap", "")),
+            self.N_CANDIDATES: result.n_candidates,
+            self.THRESHOLD_USED: float(result.threshold),
+        }
+
+
+# --------------------------------------------------------------------------- (c) evaluate
+
+
+EVAL_KINDS = ("auto", "mask", "score", "polygons")
+METRIC_OUTPUTS = (  # (output name, report section, key, description)
+    ("PRECISION", "pixel", "precision", "Pixel precision"),
+    ("RECALL", "pixel", "recall", "Pixel recall"),
+    ("F1", "pixel", "f1", "Pixel F1"),
+    ("IOU", "pixel", "iou", "Pixel IoU"),
+    ("MCC", "pixel", "mcc", "Pixel Matthews correlation coefficient"),
+    ("AUPRC", "ranking", "average_precision", "Area under the precision-recall curve (scores only)"),
+    ("NO_SKILL", "ranking", "no_skill", "No-skill AUPRC baseline (landslide pixel fraction)"),
+    ("DETECTION_RATE", "objects", "detection_rate", "Object detection rate (landslides hit)"),
+    ("N_TRUTH", "objects", "n_truth", "Reference landslides"),
+    ("N_DETECTED", "objects", "n_detected", "Reference landslides detected"),
+    ("N_FALSE_ALARMS", "objects", "n_false_alarms", "Predicted objects hitting no reference landslide"),
+)
+
+
+class EvaluateAlgorithm(_Base):
+    PREDICTION = "PREDICTION"
+    REFERENCE = "REFERENCE"
+    KIND = "KIND"
+    THRESHOLD = "THRESHOLD"
+    GRID = "GRID"
+    MIN_OVERLAP = "MIN_OVERLAP"
+    OUTPUT_JSON = "OUTPUT_JSON"
+    OUTPUT_HTML = "OUTPUT_HTML"
+    SUMMARY = "SUMMARY"
+
+    def name(self) -> str:
+        return "evaluate"
+
+    def displayName(self) -> str:  # noqa: N802
+        return tr("Evaluate against a reference inventory")
+
+    def tags(self):
+        return [tr("landslide"), tr("accuracy"), "F1", "IoU", "MCC", "AUPRC", tr("validation")]
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return tr(
+            "Compare a landslide map with a reference inventory, pixel by pixel and object by object.\n\n"
+            "Prediction: a mask raster (non-zero = landslide), a score raster (A_ratio in dB or probability; "
+            "predicted where score >= threshold, and the AUPRC is computed from the scores) or polygons in a "
+            "GeoPackage. Reference: a 0/1 mask raster or polygons. When both are polygons, give a raster whose "
+            "grid the evaluation uses. Grids that differ are reprojected onto the evaluation grid.\n\n"
+            "Outputs: precision, recall, F1, IoU, MCC, AUPRC with its no-skill baseline, object detection rate "
+            "and false alarms; optionally the full report as JSON and as an HTML page. GeoPackages are read "
+            "from their first layer.")
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        types = [QgsProcessing.TypeRaster, QgsProcessing.TypeVectorPolygon]
+        self.addParameter(QgsProcessingParameterMapLayer(
+            self.PREDICTION, tr("Prediction (mask / score raster, or polygons)"), types=types))
+        self.addParameter(QgsProcessingParameterMapLayer(
+            self.REFERENCE, tr("Reference inventory (mask raster or polygons)"), types=types))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.KIND, tr("Prediction kind"),
+            options=[tr("Automatic"), tr("Mask"), tr("Score"), tr("Polygons")], defaultValue=0))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.THRESHOLD, tr("Score threshold (score rasters only; default 0.5 for probabilities)"),
+            QgsProcessingParameterNumber.Double, optional=True))
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            self.GRID, tr("Evaluation grid (required when both inputs are polygons)"), optional=True))
+        self._advanced(QgsProcessingParameterNumber(
+            self.MIN_OVERLAP, tr("Minimum overlap for an object to count as detected (0 = any)"),
+            QgsProcessingParameterNumber.Double, 0.0, minValue=0.0, maxValue=1.0))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_JSON, tr("Report (JSON)"), "JSON files (*.json)", optional=True,
+            createByDefault=False))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_HTML, tr("Report (HTML)"), "HTML files (*.html)", optional=True,
+            createByDefault=False))
+        for name, _, _, description in METRIC_OUTPUTS:
+            self.addOutput(QgsProcessingOutputNumber(name, tr(description)))
+        self.addOutput(QgsProcessingOutputString(self.SUMMARY, tr("Summary")))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        from ..commands.evaluate import summary
+        from ..core.metrics import evaluate_files
+
+        pred, _ = _layer_file(self.parameterAsLayer(parameters, self.PREDICTION, context), tr("The prediction"))
+        truth, _ = _layer_file(self.parameterAsLayer(parameters, self.REFERENCE, context), tr("The reference"))
+        grid = None
+        if parameters.get(self.GRID) not in (None, ""):
+            grid, _ = _layer_file(self.parameterAsRasterLayer(parameters, self.GRID, context),
+                                  tr("The evaluation grid"))
+        threshold = None
+        if parameters.get(self.THRESHOLD) not in (None, ""):
+            threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
+        feedback.setProgress(5)
+        report = _core_call(
+            evaluate_files, pred, truth, kind=EVAL_KINDS[self.parameterAsEnum(parameters, self.KIND, context)],
+            threshold=threshold, grid=grid,
+            min_overlap=self.parameterAsDouble(parameters, self.MIN_OVERLAP, context))
+        feedback.setProgress(90)
+        text = summary(report)
+        for line in text.splitlines():
+            feedback.pushInfo(line)
+        results = {self.SUMMARY: text}
+        for name, section, key, _ in METRIC_OUTPUTS:
+            value = (report.get(section) or {}).get(key)
+            results[name] = float(value) if value is not None else None
+        json_path = self.parameterAsFileOutput(parameters, self.OUTPUT_JSON, context)
+        if json_path:
+            Path(json_path).write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+            results[self.OUTPUT_JSON] = json_path
+        html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
+        if html_path:
+            rows = "".join(f"<tr><td>{html.escape(tr(d))}</td><td>{'' if results[n] is None else f'{results[n]:.4g}'}"
+                           f"</td></tr>" for n, _, _, d in METRIC_OUTPUTS)
+            Path(html_path).write_text(
+                "<!DOCTYPE html><html><head><meta charset='utf-8'><title>" + html.escape(tr("Evaluation report"))
+                + "</title></head><body><h1>" + html.escape(tr("Landslide map evaluation")) + "</h1><table>"
+                + rows + "</table><pre>" + html.escape(text) + "</pre></body></html>\n", encoding="utf-8")
+            results[self.OUTPUT_HTML] = html_path
+        return results
+
+
+# --------------------------------------------------------------------------- (d) export to inventory
+
+
+class ExportInventoryAlgorithm(_Base):
+    CANDIDATES = "CANDIDATES"
+    INVENTORY = "INVENTORY"
+    REVIEWER = "REVIEWER"
+    INCLUDE_REJECTED = "INCLUDE_REJECTED"
+    EVENT_ID = "EVENT_ID"
+    RUN_JSON = "RUN_JSON"
+    ADDED = "ADDED"
+    UPDATED = "UPDATED"
+    UNCHANGED = "UNCHANGED"
+    SKIPPED = "SKIPPED"
+    TOTAL = "TOTAL"
+    INVENTORY_LAYER = "INVENTORY_LAYER"
+
+    def name(self) -> str:
+        return "export_inventory"
+
+    def displayName(self) -> str:  # noqa: N802
+        return tr("Export reviewed polygons to inventory")
+
+    def tags(self):
+        return [tr("landslide"), tr("inventory"), tr("training"), tr("labels"), tr("review")]
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return tr(
+            "Copy the reviewed candidate polygons (status accepted or edited, and rejected ones as labelled "
+            "negatives unless switched off) into a training inventory GeoPackage, with provenance: uuid, event, "
+            "source, status, reviewer, review time, method, threshold or model sha256, scene ids (from the "
+            "run.json next to the candidates). The inventory is created when missing.\n\n"
+            "One transaction: on any error the inventory is left as it was. Idempotent: a polygon already in "
+            "the inventory (same uuid) is not added twice; one whose geometry or status changed is updated. "
+            "Polygons drawn by hand without a uuid get one derived from the event and the geometry. Save your "
+            "edits to the candidates layer before exporting.")
+
+    def flags(self):
+        # Reads the edit state of a project layer: run on the main thread (the export itself is fast).
+        return super().flags() | QgsProcessingAlgorithm.FlagNoThreading
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterVectorLayer(
+            self.CANDIDATES, tr("Reviewed candidates (GeoPackage layer)"), [QgsProcessing.TypeVectorPolygon]))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.INVENTORY, tr("Training inventory (GeoPackage; created if missing, otherwise appended to)"),
+            "GeoPackage (*.gpkg)"))
+        self.addParameter(QgsProcessingParameterString(self.REVIEWER, tr("Reviewer")))
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.INCLUDE_REJECTED, tr("Also store rejected polygons (as negatives, status 'rejected')"), True))
+        self._advanced(QgsProcessingParameterString(
+            self.EVENT_ID, tr("Event identifier (overrides the features' event)"), optional=True))
+        self._advanced(QgsProcessingParameterFile(
+            self.RUN_JSON, tr("Run record (default: run.json next to the candidates)"), extension="json",
+            optional=True))
+        for name, description in ((self.ADDED, "Polygons added"), (self.UPDATED, "Polygons updated"),
+                                  (self.UNCHANGED, "Polygons unchanged"),
+                                  (self.SKIPPED, "Features skipped (not reviewed)"),
+                                  (self.TOTAL, "Rows in the inventory")):
+            self.addOutput(QgsProcessingOutputNumber(name, tr(description)))
+        self.addOutput(QgsProcessingOutputVectorLayer(
+            self.INVENTORY_LAYER, tr("Inventory layer"), QgsProcessing.TypeVectorPolygon))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        from ..core.inventory import EXPORT_STATUSES, TRAINING_STATUSES, export_reviewed, inventory_counts
+
+        layer = self.parameterAsVectorLayer(parameters, self.CANDIDATES, context)
+        path, layer_name = _layer_file(layer, tr("The candidates layer"))
+        if not path.lower().endswith(".gpkg"):
+            raise QgsProcessingException(tr("The candidates layer must be stored in a GeoPackage (.gpkg)"))
+        if layer.isEditable() and layer.isModified():
+            raise QgsProcessingException(tr("The candidates layer has unsaved edits; save them (Toggle Editing > "
+                                            "Save) and run the export again"))
+        inventory = self.parameterAsFileOutput(parameters, self.INVENTORY, context)
+        statuses = EXPORT_STATUSES if self.parameterAsBoolean(parameters, self.INCLUDE_REJECTED, context) \
+            else TRAINING_STATUSES
+        run_json = self.parameterAsFile(parameters, self.RUN_JSON, context) or None
+        summary = _core_call(
+            export_reviewed, path, inventory, reviewer=self.parameterAsString(parameters, self.REVIEWER, context),
+            run_json=run_json, statuses=statuses, layer=layer_name,
+            event_id=self.parameterAsString(parameters, self.EVENT_ID, context).strip() or None)
+        for warning in summary.warnings:
+            feedback.reportError(warning, False)
+        feedback.pushInfo(summary.message())
+        total = inventory_counts(inventory)["total"]
+        uri = f"{inventory}|layername=landslides"
+        _load_on_completion(context, uri, tr("Landslide inventory"), self.INVENTORY_LAYER, "vector")
+        return {self.INVENTORY: inventory, self.INVENTORY_LAYER: uri, self.ADDED: summary.added,
+                self.UPDATED: summary.updated, self.UNCHANGED: summary.unchanged, self.SKIPPED: summary.skipped,
+                self.TOTAL: total}
+
+
+ALGORITHMS: list = [
+    DetectLandslidesAlgorithm,
+    CandidatesFromRatioAlgorithm,
+    EvaluateAlgorithm,
+    ExportInventoryAlgorithm,
+]
