@@ -8,17 +8,28 @@ masks flat and convex terrain with the DEM, thresholds, and writes
 candidate polygons. All outputs land in --out: a_ratio.tif (masked),
 a_ratio_<pass>.tif, counts.tif, mask.tif, exceedance.tif, heatmap.tif,
 candidates.gpkg and run.json (plus preview.png with --preview).
+
+--method model runs an ONNX U-Net on the composite its metadata names
+(tiled, blended inference; probability.tif, candidates at the model's
+threshold); --method both runs both into --out/a_ratio and --out/model and
+writes --out/agreement.tif (0 neither, 1 A_ratio only, 2 model only, 3 both).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
 NAME = "detect"
-HELP = "detect candidate landslides (A_ratio change detection)"
+HELP = "detect candidate landslides (A_ratio change detection and/or an ONNX model)"
+METHODS = ("a_ratio", "model", "both")
+
+
+def shipped_model_path():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent / "models" / "landslide_unet.onnx"
 
 
 def _none_or_float(text: str):
@@ -57,6 +68,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--truth", metavar="FILE",
                     help="reference landslides (mask raster or polygons): print precision, recall, F1 against them")
     io.add_argument("--preview", action="store_true", help="also write preview.png (ratio, candidates, truth)")
+
+    me = parser.add_argument_group("method")
+    me.add_argument("--method", choices=METHODS, default="a_ratio",
+                    help="a_ratio: backscatter-change threshold; model: ONNX U-Net on SAR composites; both: run "
+                         "both into --out/a_ratio and --out/model and write --out/agreement.tif")
+    me.add_argument("--model", metavar="FILE",
+                    help="ONNX model for --method model/both (default: the shipped "
+                         "landslide_sar_plugin/models/landslide_unet.onnx)")
+    me.add_argument("--model-threshold", type=float, metavar="P",
+                    help="probability threshold for the model's candidates (default: the model's own)")
+    me.add_argument("--cpu", action="store_true", help="run the model on the CPU even when a GPU provider exists")
 
     st = parser.add_argument_group("stacks")
     st.add_argument("--pre-days", type=float, default=default("pre_days"),
@@ -179,35 +201,101 @@ def params_from_args(args):
     )
 
 
+def resolve_model(args):
+    """The model file to use: --model, else the shipped model; a clear error when neither exists."""
+    from pathlib import Path
+
+    from ..cli import CommandError
+
+    if args.model:
+        path = Path(args.model)
+        if not path.is_file():
+            raise CommandError(f"model file {path} does not exist")
+        return path
+    path = shipped_model_path()
+    if not path.is_file():
+        raise CommandError("no model given and no shipped model at landslide_sar_plugin/models/landslide_unet.onnx; "
+                           "pass --model FILE or train one with `make train-demo`")
+    return path
+
+
 def run(args) -> int:
+    from pathlib import Path
+
     from ..cli import CommandError
     from ..core.detect import DetectionError, run_detection
 
+    method = getattr(args, "method", "a_ratio")
     try:
         params = params_from_args(args)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    model_path = None
+    if method in ("model", "both"):
+        from ..core.model import ModelError, require_onnxruntime
+
+        model_path = resolve_model(args)
+        try:
+            require_onnxruntime()
+        except ModelError as exc:
+            raise CommandError(str(exc)) from None
+    out = Path(args.out)
+    results = []
     bar = _ProgressBar()
     try:
-        result = run_detection(args.scenes, args.dem, args.out, params, progress=bar)
-    except DetectionError as exc:
+        if method in ("a_ratio", "both"):
+            results.append(("a_ratio", run_detection(args.scenes, args.dem, out / "a_ratio" if method == "both"
+                                                     else out, params, progress=bar)))
+        if method in ("model", "both"):
+            from ..core.detect_model import run_model_detection
+
+            results.append(("model", run_model_detection(
+                args.scenes, args.dem, out / "model" if method == "both" else out, params, model_path,
+                progress=bar, threshold=args.model_threshold, prefer_gpu=not args.cpu)))
+        agreement = None
+        if method == "both":
+            from ..core.detect_model import write_agreement
+
+            agreement = write_agreement(out / "a_ratio", out / "model", out / "agreement.tif",
+                                        block_size=params.block_size, progress=bar)
+    except (DetectionError, ValueError) as exc:  # ModelError is a ValueError
         bar.close()
         raise CommandError(str(exc)) from None
     bar.close()
-    if result.synthetic:
+    if results[0][1].synthetic:
         print("NOTE: the input scenes are SYNTHETIC (simulated); these results are for trying the tool only.")
     print("stacks used:")
-    for line in result.selection.summary_lines():
+    for line in results[0][1].selection.summary_lines():
         print(f"  {line}")
+    for name, result in results:
+        _report(name, result, args, method == "both")
+    if agreement is not None:
+        print(f"agreement (0 neither, 1 A_ratio only, 2 model only, 3 both): {agreement}")
+    return 0
+
+
+def _report(name, result, args, both: bool) -> None:
+    import json
+
+    prefix = f"[{name}] " if both else ""
     rule = result.run_info["threshold_rule"]
-    print(f"threshold: {result.threshold_db:.3f} dB ({rule}); {result.n_candidates} candidate polygons")
+    if name == "model":
+        m = result.model
+        print(f"{prefix}model {m.model_name} ({m.path.name}, sha256 {m.sha256[:16]}...), composite {m.composite}, "
+              f"passes {', '.join(result.passes_used)}, onnxruntime provider {result.provider}")
+        print(f"{prefix}threshold: {result.threshold:.3f} probability ({rule}); {result.n_candidates} candidate "
+              "polygons")
+        score_key, vmin, vmax = "probability", -1.0, 1.0
+    else:
+        print(f"{prefix}threshold: {result.threshold_db:.3f} dB ({rule}); {result.n_candidates} candidate polygons")
+        score_key, vmin, vmax = "a_ratio", -5.0, 5.0
     for key, path in sorted(result.files.items()):
         print(f"  {key:<22} {path}")
     if args.preview:
         from ..core.preview import render_preview
 
-        png = render_preview(result.files["a_ratio"], result.out_dir / "preview.png",
-                             candidates_path=result.files["candidates"], truth_path=args.truth)
+        png = render_preview(result.files[score_key], result.out_dir / "preview.png",
+                             candidates_path=result.files["candidates"], truth_path=args.truth, vmin=vmin, vmax=vmax)
         print(f"  {'preview':<22} {png}")
     if args.truth:
         from ..core.metrics import evaluate_files
@@ -215,12 +303,11 @@ def run(args) -> int:
         report = evaluate_files(result.files["candidates"], args.truth)
         px = report["pixel"]
         obj = report["objects"]
-        print(f"against {args.truth}: precision {px['precision']:.3f}, recall {px['recall']:.3f}, "
+        print(f"{prefix}against {args.truth}: precision {px['precision']:.3f}, recall {px['recall']:.3f}, "
               f"F1 {px['f1']:.3f}, IoU {px['iou']:.3f}; slides detected {obj['n_detected']}/{obj['n_truth']} "
               f"({obj['detection_rate']:.1%}), false alarms {obj['n_false_alarms']}")
         from ..core.raster_io import atomic_output
 
         with atomic_output(result.out_dir / "evaluation.json") as tmp:
             tmp.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
-    print(f"done in {result.timings_s['total_s']:.1f} s; outputs in {result.out_dir}")
-    return 0
+    print(f"{prefix}done in {result.timings_s['total_s']:.1f} s; outputs in {result.out_dir}")

@@ -51,8 +51,8 @@ from .staging import (  # noqa: F401 (Cancelled and DetectionError are part of t
     ProgressFn,
     StagedRaster,
     crop,
+    finish_staged,
     new_staging,
-    publish,
     versions,
     write_json,
 )
@@ -235,6 +235,80 @@ def _aoi_mask(params: DetectParams, grid: Grid, window: Window) -> np.ndarray | 
 # --------------------------------------------------------------------------- the run
 
 
+@dataclass
+class PreparedRun:
+    """What every detection method needs before the first pixel: scenes, stacks, grid, warnings."""
+
+    catalog: cat.Catalog
+    selection: cat.StackSelection
+    scenes: list[cat.Scene]
+    grid: Grid
+    warnings: list[str]
+
+
+def prepare_run(
+    scenes_dir: str | os.PathLike,
+    dem: Path,
+    params: DetectParams,
+    prog: Progress,
+    *,
+    polarisations: tuple[str, ...] | None = None,
+    check_catalog=None,
+) -> PreparedRun:
+    """Catalogue the scenes, select the stacks, build the grid and check coverage (shared by every method).
+
+    ``polarisations`` defaults to the parameters' (the model run passes its
+    recipe's); ``check_catalog(catalog)`` may raise before the stacks are
+    selected (the model run checks that the scenes can feed the model).
+    """
+    prog(0.0, "reading the scene catalogue")
+    try:
+        catalog = cat.read_catalog(scenes_dir)
+        warnings = list(catalog.warnings) + [f"skipped {p.name}: {why}" for p, why in catalog.skipped]
+        if not catalog.scenes:
+            reasons = "; ".join(f"{p.name}: {why}" for p, why in catalog.skipped[:5])
+            raise DetectionError(f"no usable scene in {scenes_dir} ({reasons})")
+        if check_catalog is not None:
+            check_catalog(catalog)
+        selection = cat.select_stacks(
+            catalog.scenes, params.event_time, pre_days=params.pre_days, post_days=params.post_days,
+            pre_range=params.pre_range, post_range=params.post_range,
+            polarisations=polarisations or params.polarisations(),
+        )
+        scenes = _sel_scenes(selection)
+        grid, grid_warnings = _output_grid(params, scenes, dem)
+        warnings += grid_warnings + _check_coverage(grid, scenes, dem)
+    except (cat.CatalogError, GridError) as exc:
+        raise DetectionError(str(exc)) from None
+    for line in selection.summary_lines():
+        log.info("%s", line)
+    for w in warnings:
+        log.warning("%s", w)
+    return PreparedRun(catalog, selection, scenes, grid, warnings)
+
+
+def run_provenance(method: str, event_id: str, synthetic: bool, scenes_dir, dem: Path, catalog: cat.Catalog,
+                   selection: cat.StackSelection, params: DetectParams, grid: Grid) -> dict:
+    """The part of ``run.json`` every method shares: what went in, which stacks, which parameters and grid."""
+    return {
+        "software": "landslide_sar_plugin",
+        "method": method,
+        "synthetic_input": synthetic,
+        "event_id": event_id,
+        "inputs": {
+            "scenes_dir": str(Path(scenes_dir).resolve()),
+            "dem": str(Path(dem).resolve()),
+            "scenes": [s.to_dict() for s in catalog.scenes],
+            "skipped": [{"file": str(p), "reason": why} for p, why in catalog.skipped],
+        },
+        "stacks": selection.to_dict(),
+        "stack_summary": selection.summary_lines(),
+        "parameters": params.to_dict(),
+        "grid": grid.to_dict(),
+        "created_utc": cat.iso_utc(dt.datetime.now(dt.timezone.utc)),
+    }
+
+
 def run_detection(
     scenes_dir: str | os.PathLike,
     dem_path: str | os.PathLike,
@@ -260,26 +334,8 @@ def run_detection(
         raise DetectionError(f"DEM file {dem} does not exist")
 
     prog.stage(0.0, 0.02)
-    prog(0.0, "reading the scene catalogue")
-    try:
-        catalog = cat.read_catalog(scenes_dir)
-        warnings = list(catalog.warnings) + [f"skipped {p.name}: {why}" for p, why in catalog.skipped]
-        if not catalog.scenes:
-            reasons = "; ".join(f"{p.name}: {why}" for p, why in catalog.skipped[:5])
-            raise DetectionError(f"no usable scene in {scenes_dir} ({reasons})")
-        selection = cat.select_stacks(
-            catalog.scenes, params.event_time, pre_days=params.pre_days, post_days=params.post_days,
-            pre_range=params.pre_range, post_range=params.post_range, polarisations=params.polarisations(),
-        )
-        scenes = _sel_scenes(selection)
-        grid, grid_warnings = _output_grid(params, scenes, dem)
-        warnings += grid_warnings + _check_coverage(grid, scenes, dem)
-    except (cat.CatalogError, GridError) as exc:
-        raise DetectionError(str(exc)) from None
-    for line in selection.summary_lines():
-        log.info("%s", line)
-    for w in warnings:
-        log.warning("%s", w)
+    prep = prepare_run(scenes_dir, dem, params, prog)
+    catalog, selection, grid, warnings = prep.catalog, prep.selection, prep.grid, prep.warnings
     timings["catalogue_s"] = time.perf_counter() - t_start
 
     staging = new_staging(out)
@@ -393,30 +449,11 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
     # ---------------------------------------------------------------- COGs and publication
     t0 = time.perf_counter()
     prog.stage(0.93, 1.0)
-    files: dict[str, Path] = {}
-    for j, (key, st) in enumerate(staged.items()):
-        prog(j / len(staged), f"writing cloud-optimised {st.name}.tif")
-        files[key] = st.to_cog(staging / f"{st.name}.tif")
-    files["candidates"] = stage.gpkg
-    final_files = publish(staging, out, files)
+    final_files = finish_staged(staged, staging, out, prog, {"candidates": stage.gpkg})
     timings["cog_publish_s"] = time.perf_counter() - t0
-    prog(1.0, "done")
 
     run_info = {
-        "software": "landslide_sar_plugin",
-        "method": "a_ratio",
-        "synthetic_input": synthetic,
-        "event_id": event_id,
-        "inputs": {
-            "scenes_dir": str(Path(scenes_dir).resolve()),
-            "dem": str(dem.resolve()),
-            "scenes": [s.to_dict() for s in catalog.scenes],
-            "skipped": [{"file": str(p), "reason": why} for p, why in catalog.skipped],
-        },
-        "stacks": selection.to_dict(),
-        "stack_summary": selection.summary_lines(),
-        "parameters": params.to_dict(),
-        "grid": grid.to_dict(),
+        **run_provenance("a_ratio", event_id, synthetic, scenes_dir, dem, catalog, selection, params, grid),
         "threshold_db": thr,
         "threshold_rule": spec.rule(),
         "percentiles_db": percentiles,
@@ -424,7 +461,6 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
         "outputs": {k: p.name for k, p in final_files.items()},
         "versions": versions(),
         "warnings": warnings,
-        "created_utc": cat.iso_utc(dt.datetime.now(dt.timezone.utc)),
     }
     return DetectResult(out, final_files, thr, len(features), percentiles, grid, selection, warnings, {}, synthetic,
                         run_info)

@@ -87,6 +87,19 @@ def publish(staging: Path, out_dir: Path, files: dict[str, Path]) -> dict[str, P
     return final
 
 
+def finish_staged(staged: dict[str, StagedRaster], staging: Path, out_dir: Path, prog: Progress,
+                  extra_files: dict[str, Path] | None = None) -> dict[str, Path]:
+    """Convert every staged raster to a COG, then publish them (and ``extra_files``) into ``out_dir``."""
+    files: dict[str, Path] = {}
+    for j, (key, raster) in enumerate(staged.items()):
+        prog(j / max(len(staged), 1), f"writing cloud-optimised {raster.name}.tif")
+        files[key] = raster.to_cog(staging / f"{raster.name}.tif")
+    files.update(extra_files or {})
+    final = publish(staging, out_dir, files)
+    prog(1.0, "done")
+    return final
+
+
 def write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
     tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
