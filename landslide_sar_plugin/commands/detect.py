@@ -54,9 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         return d[name].default
 
     io = parser.add_argument_group("inputs and outputs")
-    io.add_argument("--scenes", required=True, metavar="DIR",
+    io.add_argument("--source", choices=("local", "earthengine"), default="local",
+                    help="where the scenes come from: a local folder (--scenes, --dem) or Google Earth Engine "
+                         "(needs --aoi and --project)")
+    io.add_argument("--scenes", metavar="DIR",
                     help="folder of Sentinel-1 GeoTIFFs, one per acquisition (tags, ESA/HyP3 names or scenes.csv)")
-    io.add_argument("--dem", required=True, metavar="FILE", help="DEM GeoTIFF (metres, any CRS) covering the AOI")
+    io.add_argument("--dem", metavar="FILE", help="DEM GeoTIFF (metres, any CRS) covering the AOI (local source)")
     io.add_argument("--event", required=True, metavar="ISO8601",
                     help="event time in UTC, e.g. 2018-09-06T03:08Z (a date alone means 00:00 UTC)")
     io.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
@@ -68,6 +71,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--truth", metavar="FILE",
                     help="reference landslides (mask raster or polygons): print precision, recall, F1 against them")
     io.add_argument("--preview", action="store_true", help="also write preview.png (ratio, candidates, truth)")
+
+    eeg = parser.add_argument_group("Google Earth Engine (--source earthengine)")
+    eeg.add_argument("--project", metavar="ID", help="Google Cloud project id registered for Earth Engine")
+    eeg.add_argument("--ee-mode", choices=("download", "server"), default="download",
+                     help="download: fetch per-track median composites and the GLO-30 DEM, run locally; server: "
+                          "compute ratio and masks on Earth Engine and download only those (large AOIs)")
+    eeg.add_argument("--orbit-pass", choices=("ASCENDING", "DESCENDING"), help="use only this orbit direction")
+    eeg.add_argument("--service-account-key", metavar="FILE",
+                     help="service-account JSON key instead of the user's Earth Engine sign-in")
+    eeg.add_argument("--ee-cache", metavar="DIR",
+                     help="download cache (default: ~/.cache/landslide_sar_plugin/earthengine)")
+    eeg.add_argument("--no-ee-cache", action="store_true", help="do not cache Earth Engine downloads")
 
     me = parser.add_argument_group("method")
     me.add_argument("--method", choices=METHODS, default="a_ratio",
@@ -230,6 +245,11 @@ def run(args) -> int:
         params = params_from_args(args)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    if args.source == "earthengine":
+        return _run_earthengine(args, params, method)
+    if not args.scenes or not args.dem:
+        raise CommandError("--scenes DIR and --dem FILE are needed with the local source "
+                           "(or use --source earthengine --aoi ... --project ID)")
     model_path = None
     if method in ("model", "both"):
         from ..core.model import ModelError, require_onnxruntime
@@ -271,6 +291,37 @@ def run(args) -> int:
         _report(name, result, args, method == "both")
     if agreement is not None:
         print(f"agreement (0 neither, 1 A_ratio only, 2 model only, 3 both): {agreement}")
+    return 0
+
+
+def _run_earthengine(args, params, method: str) -> int:
+    from ..cli import CommandError
+    from ..core.detect import DetectionError
+
+    if method != "a_ratio":
+        raise CommandError("--source earthengine runs the A_ratio method; run --method model on the downloaded "
+                           "scenes (OUT/ee_inputs) with --source local")
+    if params.aoi is None:
+        raise CommandError("--source earthengine needs --aoi (a box xmin,ymin,xmax,ymax[,CRS] or a polygon file)")
+    if not args.project:
+        raise CommandError("--source earthengine needs --project ID (a Google Cloud project registered for Earth "
+                           "Engine)")
+    from ..core.earthengine import run_earthengine_detection
+
+    bar = _ProgressBar()
+    try:
+        result = run_earthengine_detection(
+            None, None, args.out, params, project=args.project, mode=args.ee_mode, orbit_pass=args.orbit_pass,
+            service_account_key=args.service_account_key, cache_dir=False if args.no_ee_cache else args.ee_cache,
+            progress=bar)
+    except DetectionError as exc:  # EarthEngineError is one, with a message saying what to do
+        bar.close()
+        raise CommandError(str(exc)) from None
+    bar.close()
+    print("stacks used (Google Earth Engine, COPERNICUS/S1_GRD):")
+    for line in result.selection.summary_lines():
+        print(f"  {line}")
+    _report("a_ratio", result, args, False)
     return 0
 
 

@@ -311,3 +311,17 @@ def test_cli_corrupt_geotiff_is_skipped_with_a_warning_naming_it(scene_dir, tmp_
 def test_cli_bad_event_date_is_one_line(scene_dir, tmp_path, capsys):
     code, _, err = run_cli(capsys, *cli_args(scene_dir, tmp_path / "dem.tif", tmp_path / "out", "yesterday"))
     assert code == 1 and "not an ISO-8601 date" in err
+
+
+def test_cli_earthengine_source_needs_aoi_and_project(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "--source", "earthengine", "--event", "2018-09-06", "--out", tmp_path / "o")
+    assert code == 1 and "needs --aoi" in err
+    code, _, err = run_cli(capsys, "--source", "earthengine", "--event", "2018-09-06", "--out", tmp_path / "o",
+                           "--aoi", "141.9,42.6,142.0,42.7")
+    assert code == 1 and "needs --project" in err
+    assert not (tmp_path / "o").exists() or list((tmp_path / "o").iterdir()) == []
+
+
+def test_cli_local_source_needs_scenes_and_dem(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "--event", "2018-09-06", "--out", tmp_path / "o")
+    assert code == 1 and "--scenes DIR and --dem FILE are needed" in err
