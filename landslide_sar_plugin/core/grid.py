@@ -58,7 +58,7 @@ class Grid:
         """The grid grown by ``halo`` pixels on every side (for neighbourhood operations)."""
         return Grid(
             self.crs,
-            self.transform * Affine.translation(-halo, -halo),
+            self.transform @ Affine.translation(-halo, -halo),
             self.width + 2 * halo,
             self.height + 2 * halo,
         )

@@ -690,7 +690,9 @@ class LandslideDock(QDockWidget):
         except Exception as exc:  # core raises ValueError subclasses with user-facing messages
             self.show_error(tr("Export failed: {e}").format(e=exc))
             return None
-        self.show_info(tr("Inventory {f}: {s}").format(f=Path(inventory).name, s=summary))
+        self.show_info(tr("Inventory {f}: {s}").format(f=Path(inventory).name, s=summary.message()))
+        for warning in summary.warnings:
+            log_warning(warning)
         return summary
 
     # ------------------------------------------------------------------ messages

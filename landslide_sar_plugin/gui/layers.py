@@ -6,6 +6,7 @@ from pathlib import Path
 
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
+    QgsDefaultValue,
     QgsColorRampShader,
     QgsEditorWidgetSetup,
     QgsFillSymbol,
@@ -66,6 +67,11 @@ def style_candidates(layer: QgsVectorLayer) -> None:
     idx = layer.fields().indexFromName("status")
     if idx >= 0:
         layer.setEditorWidgetSetup(idx, QgsEditorWidgetSetup("ValueMap", {"map": {s: s for s in STATUSES}}))
+    # A polygon the analyst draws by hand is a landslide they saw: accepted, method "manual", its own uuid.
+    for name, expression in (("status", "'accepted'"), ("method", "'manual'"), ("uuid", "uuid()")):
+        i = layer.fields().indexFromName(name)
+        if i >= 0:
+            layer.setDefaultValueDefinition(i, QgsDefaultValue(expression))
     layer.triggerRepaint()
 
 

@@ -129,3 +129,40 @@ def test_accept_reject_and_geometry_edit_set_the_status(dock):
     status = {f.id(): f["status"] for f in layer.getFeatures()}
     assert [status[f] for f in fids] == ["edited", "accepted", "rejected"]
     assert QgsPointXY(vertex.x(), vertex.y()) is not None
+
+
+def test_export_twice_is_idempotent_and_carries_provenance(dock, tmp_path):
+    import sqlite3
+
+    from qgis.core import QgsFeature, QgsGeometry
+
+    run_detection(dock)
+    layer = dock.run_layers["candidates"]
+    fids = sorted(f.id() for f in layer.getFeatures())[:4]
+    layer.selectByIds(fids[:3])
+    dock.set_selected_status("accepted")
+    layer.selectByIds([fids[3]])
+    dock.set_selected_status("rejected")
+    # The analyst also draws one landslide the detector missed.
+    drawn = QgsFeature(layer.fields())
+    for i in range(layer.fields().count()):
+        if layer.fields().at(i).name() != "fid":
+            drawn.setAttribute(i, layer.defaultValue(i))
+    drawn.setGeometry(QgsGeometry.fromWkt("POLYGON((559000 4749000, 559100 4749000, 559100 4749100, "
+                                          "559000 4749100, 559000 4749000))"))
+    assert layer.addFeature(drawn)
+    inventory = tmp_path / "inventory.gpkg"
+    dock.inventory_file.setFilePath(str(inventory))
+    dock.reviewer.setText("analyst A")
+    first = dock.export_to_inventory()
+    assert (first.added, first.updated) == (5, 0), first.message()   # 3 accepted + 1 rejected + 1 drawn
+    second = dock.export_to_inventory()
+    assert (second.added, second.updated, second.unchanged) == (0, 0, 5)
+    with sqlite3.connect(inventory) as conn:
+        rows = conn.execute("SELECT status, source, reviewer, event_id, scene_ids, method FROM landslides").fetchall()
+    assert len(rows) == 5
+    assert sorted(r[0] for r in rows) == ["accepted"] * 4 + ["rejected"]
+    assert {r[2] for r in rows} == {"analyst A"} and {r[3] for r in rows} == {"event_20180905T1807"}
+    assert all(r[4] and "ASC_R68" in r[4] for r in rows)
+    assert sorted(r[5] for r in rows).count("manual") == 1
+    assert "5 added" in dock.status_label.text() or "added" in dock.status_label.text()
