@@ -49,13 +49,15 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core import catalog as cat
+from ..core.dependencies import install_command, is_available
 from ..core.detect import DetectParams
 from .histogram import HistogramWidget
-from .layers import load_run_layers, style_score_layer
+from .layers import load_agreement_layer, load_run_layers, style_score_layer
 from .log import log_error, log_info, log_warning
 from .tasks import CoreTask
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "landslide_unet.onnx"
 SETTINGS_PREFIX = "landslide_sar/"
 SLIDER_STEPS = 1000
 AOI_SCENES, AOI_CANVAS, AOI_DRAWN, AOI_LAYER = range(4)
@@ -81,8 +83,13 @@ class LandslideDock(QDockWidget):
         self.setAllowedAreas(Qt.DockWidgetArea.LeftDockWidgetArea | Qt.DockWidgetArea.RightDockWidgetArea)
         self.settings = QgsSettings()
         self.task: CoreTask | None = None
-        self.run_result = None        # DetectResult of the run whose layers are shown
+        self.run_result = None        # result of the run whose layers are shown
         self.run_layers: dict = {}
+        self.score_key = "a_ratio"    # the raster the slider acts on: a_ratio (dB) or probability (0..1)
+        self.score_units = "dB"
+        self.score_range = (-5.0, 8.0)
+        self.ee_listing = None
+        self.ee_transport_factory = None  # test seam: a callable returning a fake Earth Engine transport
         self.histogram = None
         self.drawn_extent: tuple[QgsRectangle, QgsCoordinateReferenceSystem] | None = None
         self._catalog_cache: tuple[str, float, cat.Catalog] | None = None
@@ -109,14 +116,39 @@ class LandslideDock(QDockWidget):
         form = QFormLayout(data)
         self.source_combo = QComboBox()
         self.source_combo.addItem(tr("Local scene folder"), "local")
+        self.source_combo.addItem(tr("Google Earth Engine"), "earthengine")
         form.addRow(tr("Source"), self.source_combo)
+        self.ee_widget = QWidget()
+        ee_form = QFormLayout(self.ee_widget)
+        ee_form.setContentsMargins(0, 0, 0, 0)
+        self.ee_project = QLineEdit()
+        self.ee_project.setPlaceholderText(tr("Google Cloud project id registered for Earth Engine"))
+        ee_form.addRow(tr("Cloud project"), self.ee_project)
+        self.ee_mode = QComboBox()
+        self.ee_mode.addItem(tr("Download composites, compute here"), "download")
+        self.ee_mode.addItem(tr("Compute on Earth Engine (large areas)"), "server")
+        ee_form.addRow(tr("Processing"), self.ee_mode)
+        row = QHBoxLayout()
+        self.ee_sign_in = QPushButton(tr("Sign in"))
+        self.ee_sign_in.setToolTip(tr("Opens the Google sign-in in your browser (once; reused afterwards)"))
+        self.ee_sign_in.clicked.connect(self.start_ee_sign_in)
+        self.ee_list_button = QPushButton(tr("List scenes"))
+        self.ee_list_button.clicked.connect(self.start_ee_listing)
+        row.addWidget(self.ee_sign_in)
+        row.addWidget(self.ee_list_button)
+        ee_form.addRow(row)
+        form.addRow(self.ee_widget)
+        self.local_widget = QWidget()
+        local_form = QFormLayout(self.local_widget)
+        local_form.setContentsMargins(0, 0, 0, 0)
         self.scene_dir = QgsFileWidget()
         self.scene_dir.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.scene_dir.setToolTip(tr("Folder of Sentinel-1 GeoTIFFs, one per acquisition"))
-        form.addRow(tr("Scene folder"), self.scene_dir)
+        local_form.addRow(tr("Scene folder"), self.scene_dir)
         self.dem_file = QgsFileWidget()
         self.dem_file.setFilter(tr("GeoTIFF (*.tif *.tiff);;All files (*)"))
-        form.addRow(tr("DEM"), self.dem_file)
+        local_form.addRow(tr("DEM"), self.dem_file)
+        form.addRow(self.local_widget)
         self.scene_table = QTableWidget(0, 5)
         self.scene_table.setHorizontalHeaderLabels([tr("Date (UTC)"), tr("Pass"), tr("Orbit"), tr("Role"),
                                                     tr("File")])
@@ -171,7 +203,20 @@ class LandslideDock(QDockWidget):
         form = QFormLayout(method)
         self.method_combo = QComboBox()
         self.method_combo.addItem(tr("A_ratio (backscatter change)"), "a_ratio")
+        self.method_combo.addItem(tr("U-Net model (ONNX)"), "model")
+        self.method_combo.addItem(tr("Both, with an agreement layer"), "both")
         form.addRow(tr("Method"), self.method_combo)
+        self.model_file = QgsFileWidget()
+        self.model_file.setFilter(tr("ONNX model (*.onnx)"))
+        if DEFAULT_MODEL.is_file():
+            self.model_file.setFilePath(str(DEFAULT_MODEL))
+        form.addRow(tr("Model"), self.model_file)
+        if not is_available("onnxruntime"):
+            hint = tr("Needs onnxruntime: {cmd}").format(cmd=install_command(["onnxruntime"]))
+            for i in (1, 2):
+                self.method_combo.model().item(i).setEnabled(False)
+                self.method_combo.setItemData(i, hint, Qt.ItemDataRole.ToolTipRole)
+        self.method_combo.currentIndexChanged.connect(lambda _: self._update_visibility())
         layout.addWidget(method)
 
         adv = QgsCollapsibleGroupBox(tr("Advanced options"))
@@ -284,6 +329,14 @@ class LandslideDock(QDockWidget):
         self.polarisation.currentIndexChanged.connect(lambda _: self.refresh_scenes())
         self.threshold_slider.valueChanged.connect(self._slider_moved)
         self.threshold_spin.valueChanged.connect(self._spin_changed)
+        self.source_combo.currentIndexChanged.connect(lambda _: self._update_visibility())
+        self._update_visibility()
+
+    def _update_visibility(self) -> None:
+        earthengine = self.source_combo.currentData() == "earthengine"
+        self.ee_widget.setVisible(earthengine)
+        self.local_widget.setVisible(not earthengine)
+        self.model_file.setEnabled(self.method_combo.currentData() in ("model", "both"))
 
     @staticmethod
     def _dspin(lo, hi, value, suffix, decimals) -> QDoubleSpinBox:
@@ -312,6 +365,10 @@ class LandslideDock(QDockWidget):
         self.post_days.setValue(s.value(SETTINGS_PREFIX + "post_days", self.post_days.value(), type=int))
         self.polarisation.setCurrentText(s.value(SETTINGS_PREFIX + "polarisation", "VH", type=str))
         self.slope_min.setValue(s.value(SETTINGS_PREFIX + "slope_min", self.slope_min.value(), type=float))
+        self.ee_project.setText(s.value(SETTINGS_PREFIX + "ee_project", "", type=str))
+        model = s.value(SETTINGS_PREFIX + "model", "", type=str)
+        if model:
+            self.model_file.setFilePath(model)
 
     def save_settings(self) -> None:
         s = self.settings
@@ -325,6 +382,8 @@ class LandslideDock(QDockWidget):
         s.setValue(SETTINGS_PREFIX + "post_days", self.post_days.value())
         s.setValue(SETTINGS_PREFIX + "polarisation", self.polarisation.currentText())
         s.setValue(SETTINGS_PREFIX + "slope_min", self.slope_min.value())
+        s.setValue(SETTINGS_PREFIX + "ee_project", self.ee_project.text().strip())
+        s.setValue(SETTINGS_PREFIX + "model", self.model_file.filePath())
 
     # ------------------------------------------------------------------ inputs
 
@@ -471,27 +530,88 @@ class LandslideDock(QDockWidget):
     def start_detection(self) -> None:
         if self.task is not None:  # a second click while running does nothing
             return
+        source, method = self.source_combo.currentData(), self.method_combo.currentData()
         scenes, dem = self.scene_dir.filePath(), self.dem_file.filePath()
-        if not scenes or not dem:
-            self.show_error(tr("Choose a scene folder and a DEM first (or use the sample scene)."))
-            return
         try:
             params = self.collect_params()
         except ValueError as exc:
             self.show_error(str(exc))
             return
+        if source == "local" and (not scenes or not dem):
+            self.show_error(tr("Choose a scene folder and a DEM first (or use the sample scene)."))
+            return
+        if source == "earthengine":
+            problem = self._earthengine_problem(params, method)
+            if problem:
+                self.show_error(problem)
+                return
+        model_path = self.model_file.filePath() if method in ("model", "both") else None
+        if model_path is not None and not Path(model_path).is_file():
+            self.show_error(tr("Choose an ONNX model file (none is shipped yet: train one with `make train-demo`)."))
+            return
         self.save_settings()
         out_dir = self._new_run_folder(params)
-        from ..core.detect import run_detection
+        work = self._detection_work(source, method, scenes, dem, params, out_dir, model_path)
+        log_info(f"detection started: source {source}, method {method}, event {params.event_time}, output {out_dir}")
+        self._start_task(tr("Detecting landslides"), work, self._detection_done)
+
+    def _earthengine_problem(self, params: DetectParams, method: str) -> str:
+        if params.aoi is None:
+            return tr("Earth Engine needs an area of interest: draw a rectangle, use the map extent or a polygon "
+                      "layer.")
+        if not self.ee_project.text().strip():
+            return tr("Enter the Google Cloud project id registered for Earth Engine.")
+        if method != "a_ratio":
+            return tr("Earth Engine runs the A_ratio method; run the model on the downloaded scenes afterwards.")
+        return ""
+
+    def _ee_transport(self):
+        return self.ee_transport_factory() if self.ee_transport_factory is not None else None
+
+    def _detection_work(self, source, method, scenes, dem, params, out_dir, model_path):
+        """The function the background task runs: core calls only, returns a dict for _detection_done."""
         from ..core.histogram import raster_histogram
 
-        def work(progress, is_cancelled):
-            result = run_detection(scenes, dem, out_dir, params, progress=progress, is_cancelled=is_cancelled)
-            return result, raster_histogram(result.files["a_ratio"], bins=120, value_range=(-6.0, 8.0))
+        project, ee_mode, transport = self.ee_project.text().strip(), self.ee_mode.currentData(), self._ee_transport()
 
-        log_info(f"detection started: scenes {scenes}, DEM {dem}, event {params.event_time}, output {out_dir}")
-        self._start_task(tr("Detecting landslides"), work, self._detection_done)
-        self.pending_out_dir = out_dir
+        def work(progress, is_cancelled):
+            def part(lo, hi):
+                return lambda f, m: progress(lo + (hi - lo) * f, m)
+
+            out = {"method": method}
+            if source == "earthengine":
+                from ..core.earthengine import run_earthengine_detection
+
+                result = run_earthengine_detection(None, None, out_dir, params, project=project, mode=ee_mode,
+                                                   transport=transport, progress=progress, is_cancelled=is_cancelled)
+                out.update(result=result, score_key="a_ratio")
+            elif method == "a_ratio":
+                from ..core.detect import run_detection
+
+                out.update(result=run_detection(scenes, dem, out_dir, params, progress=progress,
+                                                is_cancelled=is_cancelled), score_key="a_ratio")
+            else:
+                from ..core.detect import run_detection
+                from ..core.detect_model import run_model_detection, write_agreement
+
+                if method == "model":
+                    out.update(result=run_model_detection(scenes, dem, out_dir, params, model_path, progress=progress,
+                                                          is_cancelled=is_cancelled), score_key="probability")
+                else:
+                    a_res = run_detection(scenes, dem, out_dir / "a_ratio", params, progress=part(0.0, 0.45),
+                                          is_cancelled=is_cancelled)
+                    m_res = run_model_detection(scenes, dem, out_dir / "model", params, model_path,
+                                                progress=part(0.45, 0.9), is_cancelled=is_cancelled)
+                    agreement = write_agreement(out_dir / "a_ratio", out_dir / "model", out_dir / "agreement.tif",
+                                                block_size=params.block_size, progress=part(0.9, 1.0),
+                                                is_cancelled=is_cancelled)
+                    out.update(result=a_res, score_key="a_ratio", model_result=m_res, agreement=agreement)
+            key = out["score_key"]
+            value_range = (-6.0, 8.0) if key == "a_ratio" else (0.0, 1.0)
+            out["histogram"] = raster_histogram(out["result"].files[key], bins=120, value_range=value_range)
+            return out
+
+        return work
 
     def _new_run_folder(self, params: DetectParams) -> Path:
         base = Path(self.out_dir.filePath() or Path.home() / "landslide_sar_runs")
@@ -529,23 +649,107 @@ class LandslideDock(QDockWidget):
             self.show_info(tr("Detection cancelled; nothing was kept."))
             return
         if task.error is not None:
+            if getattr(task.error, "needs_sign_in", False):
+                self.ee_sign_in.setFocus()
             self.show_error(tr("Detection failed: {msg}").format(msg=task.error), task.error_traceback)
             return
-        result, histogram = task.result
+        out = task.result
+        result = out["result"]
         self.run_result = result
-        self.histogram = histogram
-        name = f"Landslides {result.run_info['event_id']}" + (" (SYNTHETIC input)" if result.synthetic else "")
-        self.run_layers = load_run_layers(result.files, name, threshold=result.threshold_db, vmin=-5.0,
-                                          vmax=float(histogram.edges[-1]))
+        self.histogram = out["histogram"]
+        self.score_key = out["score_key"]
+        self.score_units = "dB" if self.score_key == "a_ratio" else ""
+        self.score_range = (-5.0, float(self.histogram.edges[-1])) if self.score_key == "a_ratio" else (0.0, 1.0)
+        threshold = _threshold_of(result)
+        suffix = " (SYNTHETIC input)" if result.synthetic else ""
+        name = f"Landslides {result.run_info['event_id']}" + suffix
+        self.run_layers = load_run_layers(result.files, name, threshold=threshold, vmin=self.score_range[0],
+                                          vmax=self.score_range[1], score_key=self.score_key)
+        if "model_result" in out:
+            m = out["model_result"]
+            model_layers = load_run_layers(m.files, f"U-Net {result.run_info['event_id']}{suffix}",
+                                           threshold=m.threshold, vmin=0.0, vmax=1.0, score_key="probability")
+            self.run_layers["model_group"] = model_layers["group"]
+            load_agreement_layer(out["agreement"], self.run_layers["group"])
         self._watch_candidates(self.run_layers.get("candidates"))
-        self._setup_threshold_controls(result.threshold_db, histogram)
+        self.threshold_spin.setSuffix(f" {self.score_units}" if self.score_units else "")
+        self._setup_threshold_controls(threshold, self.histogram)
         self.threshold_group.setEnabled(True)
         self.review_group.setEnabled(True)
         self.progress.setValue(100)
-        self.show_info(tr("{n} candidate polygons at {t:.2f} dB; outputs in {d}").format(
-            n=result.n_candidates, t=result.threshold_db, d=result.out_dir))
+        self.show_info(tr("{n} candidate polygons at {t:.2f} {u}; outputs in {d}").format(
+            n=result.n_candidates, t=threshold, u=self.score_units, d=result.out_dir))
         for warning in result.warnings:
             log_warning(warning)
+
+    # ------------------------------------------------------------------ Earth Engine
+
+    def start_ee_listing(self) -> None:
+        if self.task is not None:
+            return
+        try:
+            params = self.collect_params()
+        except ValueError as exc:
+            self.show_error(str(exc))
+            return
+        problem = self._earthengine_problem(params, "a_ratio")
+        if problem:
+            self.show_error(problem)
+            return
+        project, transport = self.ee_project.text().strip(), self._ee_transport()
+        self.save_settings()
+
+        def work(progress, is_cancelled):
+            from ..core.earthengine import EarthEngineTransport, initialize, list_scenes
+
+            progress(0.1, "connecting to Earth Engine")
+            use = transport
+            if use is None:
+                initialize(project)
+                use = EarthEngineTransport()
+            progress(0.3, "listing Sentinel-1 scenes")
+            return list_scenes(params, transport=use)
+
+        self._start_task(tr("Listing Earth Engine scenes"), work, self._ee_listing_done)
+
+    def _ee_listing_done(self, task: CoreTask) -> None:
+        self._task_finished()
+        if task.error is not None:
+            self.show_error(tr("Earth Engine listing failed: {msg}").format(msg=task.error), task.error_traceback)
+            return
+        if task.result is None:
+            return
+        self.ee_listing = task.result
+        self.scene_table.setRowCount(0)
+        for row_data in self.ee_listing.table_rows():
+            row = self.scene_table.rowCount()
+            self.scene_table.insertRow(row)
+            values = [row_data["acquisition_start"].replace("T", " ")[:16], row_data["orbit_pass"].title(),
+                      str(row_data["relative_orbit"]), row_data["role"] if row_data["used"] else tr("unused"),
+                      row_data["scene_id"]]
+            for col, value in enumerate(values):
+                self.scene_table.setItem(row, col, QTableWidgetItem(value))
+        self._set_summary("\n".join(self.ee_listing.summary_lines()))
+        self.progress.setValue(100)
+
+    def start_ee_sign_in(self) -> None:
+        if self.task is not None:
+            return
+
+        def work(progress, is_cancelled):
+            from ..core.earthengine import authenticate_interactive
+
+            progress(0.1, "waiting for the Google sign-in in your browser")
+            return authenticate_interactive()
+
+        self._start_task(tr("Signing in to Earth Engine"), work, self._ee_sign_in_done)
+
+    def _ee_sign_in_done(self, task: CoreTask) -> None:
+        self._task_finished()
+        if task.error is not None:
+            self.show_error(tr("Sign-in failed: {msg}").format(msg=task.error))
+        elif not task.cancelled_by_user:
+            self.show_info(tr("Signed in to Earth Engine; the sign-in is kept for later sessions."))
 
     # ------------------------------------------------------------------ threshold
 
@@ -581,13 +785,13 @@ class LandslideDock(QDockWidget):
             self.threshold_slider.blockSignals(True)
             self.threshold_slider.setValue(self._value_to_slider(value))
             self.threshold_slider.blockSignals(False)
-        layer = self.run_layers.get("a_ratio")
+        layer = self.run_layers.get(self.score_key)
         if layer is not None:
-            style_score_layer(layer, value, -5.0, self.threshold_spin.maximum())
+            style_score_layer(layer, value, self.score_range[0], self.score_range[1])
         self.histogram_widget.set_threshold(value)
         if self.histogram is not None:
-            self.threshold_info.setText(tr("{p:.2%} of valid pixels above {t:.2f} dB").format(
-                p=self.histogram.fraction_above(value), t=value))
+            self.threshold_info.setText(tr("{p:.2%} of valid pixels above {t:.2f} {u}").format(
+                p=self.histogram.fraction_above(value), t=value, u=self.score_units))
 
     def start_update_polygons(self) -> None:
         if self.task is not None or self.run_result is None:
@@ -596,14 +800,16 @@ class LandslideDock(QDockWidget):
 
         thr = self.threshold_spin.value()
         result = self.run_result
+        method = "a_ratio" if self.score_key == "a_ratio" else "model"
         spec = ThresholdSpec(threshold=thr, min_area_m2=self.min_area.value(),
-                             heatmap_radius_m=self.heatmap_radius.value(), method="a_ratio", units="dB",
-                             event_id=result.run_info["event_id"])
-        prefix = f"t{thr:+.2f}dB_".replace("+", "p").replace("-", "m").replace(".", "_")
+                             heatmap_radius_m=self.heatmap_radius.value(), method=method,
+                             units=self.score_units or "probability", event_id=result.run_info["event_id"])
+        prefix = f"t{thr:+.2f}{self.score_units}_".replace("+", "p").replace("-", "m").replace(".", "_")
+        score_path = result.files[self.score_key]
 
         def work(progress, is_cancelled):
-            return candidates_from_score(result.files["a_ratio"], result.out_dir, spec, prefix=prefix,
-                                         progress=progress, is_cancelled=is_cancelled)
+            return candidates_from_score(score_path, result.out_dir, spec, prefix=prefix, progress=progress,
+                                         is_cancelled=is_cancelled)
 
         self._start_task(tr("Updating candidate polygons"), work, self._update_done)
 
@@ -624,7 +830,8 @@ class LandslideDock(QDockWidget):
             if node is not None:
                 node.setItemVisibilityChecked(False)
         layer = QgsVectorLayer(f"{res.files['candidates']}|layername=candidates",
-                               tr("Candidate landslides {t:.2f} dB").format(t=res.threshold), "ogr")
+                               tr("Candidate landslides {t:.2f} {u}").format(t=res.threshold, u=self.score_units),
+                               "ogr")
         from .layers import style_candidates
 
         style_candidates(layer)
@@ -632,8 +839,8 @@ class LandslideDock(QDockWidget):
         group.insertLayer(0, layer)
         self.run_layers["candidates"] = layer
         self._watch_candidates(layer)
-        self.show_info(tr("{n} candidate polygons at {t:.2f} dB (the previous layer is kept, hidden)").format(
-            n=res.n_candidates, t=res.threshold))
+        self.show_info(tr("{n} candidate polygons at {t:.2f} {u} (the previous layer is kept, hidden)").format(
+            n=res.n_candidates, t=res.threshold, u=self.score_units))
 
     # ------------------------------------------------------------------ review and export
 
@@ -714,6 +921,12 @@ class LandslideDock(QDockWidget):
     def closeEvent(self, event):  # noqa: N802 (Qt API)
         self.save_settings()
         super().closeEvent(event)
+
+
+def _threshold_of(result) -> float:
+    """A_ratio results carry ``threshold_db``, model results ``threshold`` (a probability)."""
+    value = getattr(result, "threshold_db", None)
+    return float(value if value is not None else result.threshold)
 
 
 def _aoi_from_rect(rect: QgsRectangle, crs: QgsCoordinateReferenceSystem, source: str):

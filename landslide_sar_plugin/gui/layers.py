@@ -6,8 +6,8 @@ from pathlib import Path
 
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
-    QgsDefaultValue,
     QgsColorRampShader,
+    QgsDefaultValue,
     QgsEditorWidgetSetup,
     QgsFillSymbol,
     QgsLayerTreeGroup,
@@ -82,7 +82,8 @@ def load_run_layers(files: dict[str, Path], group_name: str, *, threshold: float
     root = project.layerTreeRoot()
     group: QgsLayerTreeGroup = root.insertGroup(0, group_name)
     layers = {"group": group}
-    order = [("candidates", "Candidate landslides", True), (score_key, score_key.replace("_", " "), True),
+    titles = {"a_ratio": "A_ratio (dB)", "probability": "Landslide probability"}
+    order = [("candidates", "Candidate landslides", True), (score_key, titles.get(score_key, score_key), True),
              ("heatmap", "Landslide density", False), ("exceedance", "Exceedance", False),
              ("counts", "Images per stack", False), ("mask", "Terrain mask", False)]
     for key, title, visible in order:
@@ -104,3 +105,23 @@ def load_run_layers(files: dict[str, Path], group_name: str, *, threshold: float
         node.setItemVisibilityChecked(visible)
         layers[key] = layer
     return layers
+
+
+AGREEMENT_CLASSES = ((0, "neither", "0,0,0,0"), (1, "A_ratio only", "255,170,0,200"),
+                     (2, "model only", "0,160,255,200"), (3, "both methods", "220,0,120,230"))
+
+
+def load_agreement_layer(path, group: QgsLayerTreeGroup, project: QgsProject | None = None):
+    """Add the agreement raster (0 neither, 1 A_ratio only, 2 model only, 3 both) with a paletted style."""
+    from qgis.core import QgsPalettedRasterRenderer
+
+    project = project or QgsProject.instance()
+    layer = QgsRasterLayer(str(path), "Agreement A_ratio / model", "gdal")
+    if not layer.isValid():
+        return None
+    classes = [QgsPalettedRasterRenderer.Class(v, QColor(*[int(c) for c in rgba.split(",")]), label)
+               for v, label, rgba in AGREEMENT_CLASSES]
+    layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
+    project.addMapLayer(layer, False)
+    group.insertLayer(0, layer)
+    return layer

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
+from qgis.PyQt.QtCore import QDateTime, Qt
+
+from tests.unit.test_earthengine import offline_ee  # noqa: F401 (pytest fixture)
 
 from .conftest import wait_until
 
@@ -166,3 +170,63 @@ def test_export_twice_is_idempotent_and_carries_provenance(dock, tmp_path):
     assert all(r[4] and "ASC_R68" in r[4] for r in rows)
     assert sorted(r[5] for r in rows).count("manual") == 1
     assert "5 added" in dock.status_label.text() or "added" in dock.status_label.text()
+
+
+def test_model_method_slider_works_on_the_probability(dock, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from tests.unit.test_inference import change_model
+
+    model = change_model(tmp_path / "change.onnx")
+    dock.method_combo.setCurrentIndex(dock.method_combo.findData("model"))
+    dock.model_file.setFilePath(str(model))
+    run_detection(dock)
+    assert dock.run_result is not None, dock.status_label.text()
+    assert dock.score_key == "probability" and "probability" in dock.run_layers
+    assert dock.threshold_spin.minimum() == 0.0 and dock.threshold_spin.maximum() == 1.0
+    dock.threshold_spin.setValue(0.8)
+    layer = dock.run_layers["probability"]
+    assert layer.customProperty("landslide_sar/threshold") == pytest.approx(0.8)
+    run = json.loads((dock.run_result.out_dir / "run.json").read_text())
+    assert run["method"] == "model" and len(run["model_sha256"]) == 64
+
+
+def test_both_methods_load_an_agreement_layer(dock, tmp_path, clean_project):
+    pytest.importorskip("onnxruntime")
+    from tests.unit.test_inference import change_model
+
+    dock.method_combo.setCurrentIndex(dock.method_combo.findData("both"))
+    dock.model_file.setFilePath(str(change_model(tmp_path / "change.onnx")))
+    run_detection(dock)
+    assert dock.run_result is not None, dock.status_label.text()
+    names = sorted(layer.name() for layer in clean_project.mapLayers().values())
+    assert "Agreement A_ratio / model" in names and "Landslide probability" in names and "A_ratio (dB)" in names
+    assert dock.score_key == "a_ratio"
+
+
+def test_earthengine_source_lists_and_detects_with_a_fake_transport(dock, offline_ee):
+    from qgis.core import QgsCoordinateReferenceSystem, QgsRectangle
+
+    from tests.unit.test_earthengine import AOI, EVENT, FakeTransport
+
+    fake = FakeTransport()
+    dock.ee_transport_factory = lambda: fake
+    dock.source_combo.setCurrentIndex(dock.source_combo.findData("earthengine"))
+    assert dock.ee_widget.isVisibleTo(dock) and not dock.local_widget.isVisibleTo(dock)
+    dock.detect_button.click()  # no AOI and no project yet: refused with a message, no task
+    assert dock.task is None and "area of interest" in dock.status_label.text()
+    x0, y0, x1, y1, crs = AOI.split(",")
+    dock.set_drawn_extent(QgsRectangle(float(x0), float(y0), float(x1), float(y1)),
+                          QgsCoordinateReferenceSystem(crs))
+    dock.event_time.setDateTime(QDateTime.fromSecsSinceEpoch(int(EVENT.timestamp()), Qt.TimeSpec.UTC))
+    dock.pre_days.setValue(40)
+    dock.post_days.setValue(20)
+    dock.ee_project.setText("my-project")
+    dock.ee_list_button.click()
+    wait_until(lambda: dock.task is None)
+    roles = [dock.scene_table.item(r, 3).text() for r in range(dock.scene_table.rowCount())]
+    assert dock.scene_table.rowCount() == 8 and roles.count("pre") == 5 and roles.count("post") == 2
+    dock.detect_button.click()
+    wait_until(lambda: dock.task is None)
+    assert dock.run_result is not None, dock.status_label.text()
+    assert dock.run_result.n_candidates >= 1 and "a_ratio" in dock.run_layers
+    assert fake.pixel_calls, "the fake transport served the downloads"
