@@ -203,7 +203,7 @@ def test_both_methods_load_an_agreement_layer(dock, tmp_path, clean_project):
     assert dock.score_key == "a_ratio"
 
 
-def test_earthengine_source_lists_and_detects_with_a_fake_transport(dock, offline_ee):
+def test_earthengine_source_lists_and_detects_with_a_fake_transport(dock, offline_ee):  # noqa: F811
     from qgis.core import QgsCoordinateReferenceSystem, QgsRectangle
 
     from tests.unit.test_earthengine import AOI, EVENT, FakeTransport
