@@ -60,6 +60,7 @@ test-qgis: setup
 bench: setup
 	$(PY) tests/bench/bench_engine.py --out bench/report.json
 	$(PY) tests/bench/bench_slider.py --out bench/slider.json
+	$(PY) tests/bench/bench_inference.py --out bench/inference.json --int8
 
 package: setup
 	$(PY) .ci/package_plugin.py --out dist
