@@ -90,6 +90,7 @@ class LandslideDock(QDockWidget):
         self.score_range = (-5.0, 8.0)
         self.ee_listing = None
         self.ee_transport_factory = None  # test seam: a callable returning a fake Earth Engine transport
+        self.ee_cache_dir: str | None = None  # None: the user cache (~/.cache/landslide_sar_plugin/earthengine)
         self.histogram = None
         self.drawn_extent: tuple[QgsRectangle, QgsCoordinateReferenceSystem] | None = None
         self._catalog_cache: tuple[str, float, cat.Catalog] | None = None
@@ -573,6 +574,7 @@ class LandslideDock(QDockWidget):
         from ..core.histogram import raster_histogram
 
         project, ee_mode, transport = self.ee_project.text().strip(), self.ee_mode.currentData(), self._ee_transport()
+        ee_cache = self.ee_cache_dir
 
         def work(progress, is_cancelled):
             def part(lo, hi):
@@ -583,7 +585,8 @@ class LandslideDock(QDockWidget):
                 from ..core.earthengine import run_earthengine_detection
 
                 result = run_earthengine_detection(None, None, out_dir, params, project=project, mode=ee_mode,
-                                                   transport=transport, progress=progress, is_cancelled=is_cancelled)
+                                                   transport=transport, cache_dir=ee_cache, progress=progress,
+                                                   is_cancelled=is_cancelled)
                 out.update(result=result, score_key="a_ratio")
             elif method == "a_ratio":
                 from ..core.detect import run_detection

@@ -46,6 +46,14 @@ GROUP = "Landslide detection"
 GROUP_ID = "landslidedetection"
 SYNTHETIC_NOTE = ("The shipped sample scene (plugin folder sample_data/) is SYNTHETIC: simulated, not real "
                   "Sentinel-1 data; results on it are for trying the tool only.")
+EE_PROJECT_SETTING = "landslide_sar/ee_project"  # QgsSettings key of the Earth Engine Cloud project id
+
+# Test seam, not a user setting: when not None, a zero-argument callable returning an Earth Engine transport
+# (``get_info(obj)``, ``compute_pixels(request)``, see core/earthengine/download.py).  The "Detect landslides
+# (Google Earth Engine)" algorithm then passes that transport to the core, which uses it as is and skips the
+# sign-in (``initialize``).  Tests set it with ``monkeypatch.setattr(algorithms, "EARTHENGINE_TRANSPORT_FACTORY",
+# ...)``; in normal use it stays None and the core signs in with the user's credentials and project.
+EARTHENGINE_TRANSPORT_FACTORY = None
 
 
 def tr(text: str) -> str:
@@ -69,6 +77,11 @@ class _Feedback:
 
     def is_cancelled(self) -> bool:
         return bool(self.feedback is not None and self.feedback.isCanceled())
+
+    def sub(self, lo: float, hi: float):
+        """A core ``progress`` callback that fills ``lo..hi`` of the bar (one of several core calls)."""
+        return lambda fraction, message="": self.progress(lo + (hi - lo) * min(max(float(fraction), 0.0), 1.0),
+                                                          message)
 
 
 def _layer_file(layer, what: str) -> tuple[str, str | None]:
@@ -135,6 +148,28 @@ def _crs_text(crs) -> str:
         return crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED)
     except (AttributeError, TypeError):  # pragma: no cover
         return crs.toWkt()
+
+
+def _aoi_parameter(alg, parameters, context, extent_name: str, layer_name: str | None = None):
+    """The core :class:`Aoi` of an extent parameter, else of a polygon layer's extent; None when neither is set."""
+    from rasterio.crs import CRS
+
+    from ..core.grid import Aoi
+
+    if parameters.get(extent_name) not in (None, ""):
+        rect = alg.parameterAsExtent(parameters, extent_name, context)
+        crs = alg.parameterAsExtentCrs(parameters, extent_name, context)
+    else:
+        layer = alg.parameterAsVectorLayer(parameters, layer_name, context) if layer_name else None
+        if layer is None:
+            return None
+        rect, crs = layer.extent(), layer.crs()
+    if rect.isNull() or rect.isEmpty():
+        return None
+    if not crs.isValid():
+        raise QgsProcessingException(tr("The area of interest has no valid coordinate reference system"))
+    bounds = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+    return Aoi(bounds, CRS.from_user_input(_crs_text(crs)), source="QGIS Processing extent")
 
 
 class _Base(QgsProcessingAlgorithm):
@@ -270,24 +305,7 @@ class DetectLandslidesAlgorithm(_Base):
         self.addOutput(QgsProcessingOutputNumber(self.THRESHOLD_DB, tr("Threshold used (dB)")))
 
     def _aoi(self, parameters, context):
-        from rasterio.crs import CRS
-
-        from ..core.grid import Aoi
-
-        if parameters.get(self.AOI) not in (None, ""):
-            rect = self.parameterAsExtent(parameters, self.AOI, context)
-            crs = self.parameterAsExtentCrs(parameters, self.AOI, context)
-        else:
-            layer = self.parameterAsVectorLayer(parameters, self.AOI_LAYER, context)
-            if layer is None:
-                return None
-            rect, crs = layer.extent(), layer.crs()
-        if rect.isNull() or rect.isEmpty():
-            return None
-        if not crs.isValid():
-            raise QgsProcessingException(tr("The area of interest has no valid coordinate reference system"))
-        bounds = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
-        return Aoi(bounds, CRS.from_user_input(_crs_text(crs)), source="QGIS Processing extent")
+        return _aoi_parameter(self, parameters, context, self.AOI, self.AOI_LAYER)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         from ..core.catalog import parse_time
@@ -658,9 +676,404 @@ class ExportInventoryAlgorithm(_Base):
                 self.TOTAL: total}
 
 
+# --------------------------------------------------------------------------- (e) detect with the U-Net model
+
+
+def _shipped_model() -> str | None:
+    """The model shipped with the plugin (models/landslide_unet.onnx), when it exists."""
+    from ..commands.detect import shipped_model_path
+
+    path = shipped_model_path()
+    return str(path) if path.is_file() else None
+
+
+class DetectModelAlgorithm(_Base):
+    SCENES = "SCENES"
+    DEM = "DEM"
+    EVENT_TIME = "EVENT_TIME"
+    EVENT_ID = "EVENT_ID"
+    AOI = "AOI"
+    AOI_LAYER = "AOI_LAYER"
+    MODEL = "MODEL"
+    PROB_THRESHOLD = "PROB_THRESHOLD"
+    AGREEMENT = "AGREEMENT"
+    PRE_DAYS = "PRE_DAYS"
+    POST_DAYS = "POST_DAYS"
+    MIN_AREA = "MIN_AREA"
+    A_RATIO_THRESHOLD = "A_RATIO_THRESHOLD"
+    PIXEL_SIZE = "PIXEL_SIZE"
+    BLOCK_SIZE = "BLOCK_SIZE"
+    CPU_ONLY = "CPU_ONLY"
+    OUTPUT_FOLDER = "OUTPUT_FOLDER"
+    PROBABILITY = "PROBABILITY"
+    CANDIDATES = "CANDIDATES"
+    HEATMAP = "HEATMAP"
+    RUN_JSON = "RUN_JSON"
+    N_CANDIDATES = "N_CANDIDATES"
+    THRESHOLD = "THRESHOLD"
+    AGREEMENT_RASTER = "AGREEMENT_RASTER"
+    A_RATIO = "A_RATIO"
+
+    def name(self) -> str:
+        return "detect_model"
+
+    def displayName(self) -> str:  # noqa: N802
+        return tr("Detect landslides (U-Net model)")
+
+    def tags(self):
+        return [tr("landslide"), "Sentinel-1", "SAR", "U-Net", "ONNX", tr("deep learning"), tr("probability"),
+                tr("agreement")]
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return tr(
+            "Candidate landslides from an ONNX segmentation model (a U-Net trained by this project) run over "
+            "the Sentinel-1 scenes of an event.\n\n"
+            "The model file declares what it needs (composite of pre/post-event bands and terrain, "
+            "normalisation, tile size, pixel size, probability threshold, orbit pass); the scenes are checked "
+            "against it before any pixel is processed. Inference is tiled with blended overlaps; tracks and "
+            "orbit passes are averaged. Pixels whose probability reaches the threshold (the model's own, "
+            "unless overridden) become candidate polygons.\n\n"
+            "Needs onnxruntime in the Python that runs QGIS (python -m pip install onnxruntime). Model file "
+            "default: the plugin's models/landslide_unet.onnx when shipped.\n"
+            "Scene folder, DEM, event time and area of interest: as for 'Detect landslides (A_ratio)'.\n"
+            "Outputs in the output folder: probability.tif (0-1), exceedance.tif, heatmap.tif, candidates.gpkg "
+            "(status 'proposed', with the model name and sha256), run.json (inputs, model sha256 and metadata, "
+            "parameters). With 'also run A_ratio' the model run goes to <output>/model, the A_ratio run to "
+            "<output>/a_ratio, and <output>/agreement.tif holds 0 neither, 1 A_ratio only, 2 model only, "
+            "3 both.\n\n") + tr(SYNTHETIC_NOTE)
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        from ..core.detect import DetectParams
+
+        d = DetectParams.__dataclass_fields__
+        self.addParameter(QgsProcessingParameterFile(
+            self.SCENES, tr("Sentinel-1 scene folder"), behavior=QgsProcessingParameterFile.Folder))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.DEM, tr("DEM (elevation in metres)")))
+        self.addParameter(QgsProcessingParameterString(
+            self.EVENT_TIME, tr("Event date-time (UTC, ISO-8601, e.g. 2018-09-05T18:07:59Z)")))
+        self.addParameter(QgsProcessingParameterString(
+            self.EVENT_ID, tr("Event identifier (default: event_<date-time>)"), optional=True))
+        self.addParameter(QgsProcessingParameterExtent(self.AOI, tr("Area of interest (extent)"), optional=True))
+        self.addParameter(QgsProcessingParameterVectorLayer(
+            self.AOI_LAYER, tr("Area of interest (extent of a polygon layer; used when no extent is given)"),
+            [QgsProcessing.TypeVectorPolygon], optional=True))
+        self.addParameter(QgsProcessingParameterFile(
+            self.MODEL, tr("Model file (ONNX; default: the model shipped with the plugin)"), extension="onnx",
+            defaultValue=_shipped_model(), optional=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.PROB_THRESHOLD, tr("Probability threshold (0-1; default: the model's own)"),
+            QgsProcessingParameterNumber.Double, optional=True, minValue=0.0, maxValue=1.0))
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.AGREEMENT, tr("Also run A_ratio and write the agreement layer"), False))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.PRE_DAYS, tr("Pre-event window (days before the event)"), QgsProcessingParameterNumber.Double,
+            d["pre_days"].default, minValue=1))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.POST_DAYS, tr("Post-event window (days after the event)"), QgsProcessingParameterNumber.Double,
+            d["post_days"].default, minValue=1))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.MIN_AREA, tr("Minimum polygon area (m²)"), QgsProcessingParameterNumber.Double,
+            d["min_area_m2"].default, minValue=0))
+        self._advanced(QgsProcessingParameterNumber(
+            self.A_RATIO_THRESHOLD, tr("A_ratio threshold of the agreement run (dB)"),
+            QgsProcessingParameterNumber.Double, d["threshold_db"].default))
+        self._advanced(QgsProcessingParameterNumber(
+            self.PIXEL_SIZE, tr("Output pixel size (m; must match the model's training pixel size)"),
+            QgsProcessingParameterNumber.Double, d["pixel_size"].default, minValue=0.1))
+        self._advanced(QgsProcessingParameterNumber(
+            self.BLOCK_SIZE, tr("Processing block size (pixels; memory grows with its square)"),
+            QgsProcessingParameterNumber.Integer, d["block_size"].default, minValue=64))
+        self._advanced(QgsProcessingParameterBoolean(
+            self.CPU_ONLY, tr("Run the model on the CPU even when a GPU is available"), False))
+        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, tr("Output folder")))
+        self.addOutput(QgsProcessingOutputRasterLayer(self.PROBABILITY, tr("Landslide probability")))
+        self.addOutput(QgsProcessingOutputVectorLayer(
+            self.CANDIDATES, tr("Candidate landslides"), QgsProcessing.TypeVectorPolygon))
+        self.addOutput(QgsProcessingOutputRasterLayer(self.HEATMAP, tr("Landslide density heatmap")))
+        self.addOutput(QgsProcessingOutputFile(self.RUN_JSON, tr("Run record (run.json)")))
+        self.addOutput(QgsProcessingOutputNumber(self.N_CANDIDATES, tr("Number of candidate polygons")))
+        self.addOutput(QgsProcessingOutputNumber(self.THRESHOLD, tr("Probability threshold used")))
+        self.addOutput(QgsProcessingOutputRasterLayer(
+            self.AGREEMENT_RASTER, tr("Agreement (0 neither, 1 A_ratio only, 2 model only, 3 both)")))
+        self.addOutput(QgsProcessingOutputRasterLayer(self.A_RATIO, tr("A_ratio (dB) of the agreement run")))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        from ..core.catalog import parse_time
+        from ..core.detect import DetectParams, run_detection
+        from ..core.detect_model import run_model_detection, write_agreement
+        from ..core.model import ModelError, require_onnxruntime
+
+        try:
+            require_onnxruntime()
+        except ModelError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        model = self.parameterAsFile(parameters, self.MODEL, context) or _shipped_model()
+        if not model:
+            raise QgsProcessingException(tr(
+                "No model file given and no model shipped with the plugin (models/landslide_unet.onnx); choose an "
+                "ONNX model file, or train one with `make train-demo`"))
+        if not os.path.isfile(model):
+            raise QgsProcessingException(tr("Model file {} does not exist").format(model))
+        scenes = self.parameterAsFile(parameters, self.SCENES, context)
+        dem, _ = _layer_file(self.parameterAsRasterLayer(parameters, self.DEM, context), tr("The DEM"))
+        out = Path(self.parameterAsString(parameters, self.OUTPUT_FOLDER, context))
+        try:
+            event_time = parse_time(self.parameterAsString(parameters, self.EVENT_TIME, context))
+        except ValueError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        threshold = None
+        if parameters.get(self.PROB_THRESHOLD) not in (None, ""):
+            threshold = self.parameterAsDouble(parameters, self.PROB_THRESHOLD, context)
+        agreement = self.parameterAsBoolean(parameters, self.AGREEMENT, context)
+        params = DetectParams(
+            event_time=event_time,
+            event_id=self.parameterAsString(parameters, self.EVENT_ID, context).strip(),
+            aoi=_aoi_parameter(self, parameters, context, self.AOI, self.AOI_LAYER),
+            pre_days=self.parameterAsDouble(parameters, self.PRE_DAYS, context),
+            post_days=self.parameterAsDouble(parameters, self.POST_DAYS, context),
+            threshold_db=self.parameterAsDouble(parameters, self.A_RATIO_THRESHOLD, context),
+            min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
+            pixel_size=self.parameterAsDouble(parameters, self.PIXEL_SIZE, context),
+            block_size=self.parameterAsInt(parameters, self.BLOCK_SIZE, context),
+        )
+        fb = _Feedback(feedback)
+        # The model runs first: its file and its fit to the scenes are checked before any other work.
+        model_dir = out / "model" if agreement else out
+        result = _core_call(run_model_detection, scenes, dem, model_dir, params, model,
+                            progress=fb.sub(0.0, 0.6) if agreement else fb.progress, is_cancelled=fb.is_cancelled,
+                            threshold=threshold,
+                            prefer_gpu=not self.parameterAsBoolean(parameters, self.CPU_ONLY, context))
+        for warning in result.warnings:
+            feedback.pushWarning(warning)
+        if result.synthetic:
+            feedback.pushInfo(tr("NOTE: the input scenes are SYNTHETIC (simulated); results are for trying the "
+                                 "tool only."))
+        info = result.model
+        feedback.pushInfo(tr("Model {} (sha256 {}...), composite {}, passes {}, onnxruntime provider {}").format(
+            info.model_name, info.sha256[:16], info.composite, ", ".join(result.passes_used), result.provider))
+        feedback.pushInfo(tr("Probability threshold {:.3f}; {} candidate polygons").format(result.threshold,
+                                                                                         result.n_candidates))
+        files = result.files
+        event = result.run_info.get("event_id") or params.event_id or "event"
+        cand_uri = f"{files['candidates']}|layername=candidates"
+        results = {
+            self.OUTPUT_FOLDER: str(out),
+            self.PROBABILITY: str(files["probability"]),
+            self.CANDIDATES: cand_uri,
+            self.HEATMAP: str(files["heatmap"]),
+            self.RUN_JSON: str(files["run"]),
+            self.N_CANDIDATES: result.n_candidates,
+            self.THRESHOLD: float(result.threshold),
+        }
+        _load_on_completion(context, str(files["probability"]), tr("Probability {}").format(event),
+                            self.PROBABILITY, "raster")
+        _load_on_completion(context, cand_uri, tr("Model candidates {}").format(event), self.CANDIDATES, "vector")
+        if agreement:
+            ratio = _core_call(run_detection, scenes, dem, out / "a_ratio", params, progress=fb.sub(0.6, 0.95),
+                               is_cancelled=fb.is_cancelled)
+            feedback.pushInfo(tr("A_ratio: threshold {:.3f} dB; {} candidate polygons").format(
+                ratio.threshold_db, ratio.n_candidates))
+            path = _core_call(write_agreement, out / "a_ratio", model_dir, out / "agreement.tif",
+                              block_size=params.block_size, progress=fb.sub(0.95, 1.0),
+                              is_cancelled=fb.is_cancelled)
+            results[self.AGREEMENT_RASTER] = str(path)
+            results[self.A_RATIO] = str(ratio.files["a_ratio"])
+            _load_on_completion(context, str(path), tr("Agreement {}").format(event), self.AGREEMENT_RASTER,
+                                "raster")
+        return results
+
+
+# --------------------------------------------------------------------------- (f) detect on Google Earth Engine
+
+
+ORBIT_PASSES = (None, "ASCENDING", "DESCENDING")
+
+
+def _ee_project_setting() -> str:
+    from qgis.core import QgsSettings
+
+    return str(QgsSettings().value(EE_PROJECT_SETTING, "", type=str) or "")
+
+
+class DetectEarthEngineAlgorithm(_Base):
+    AOI = "AOI"
+    EVENT_TIME = "EVENT_TIME"
+    EVENT_ID = "EVENT_ID"
+    PROJECT = "PROJECT"
+    MODE = "MODE"
+    ORBIT = "ORBIT_PASS"  # attribute not named *PASS*: bandit B105 reads it as a password
+    PRE_DAYS = "PRE_DAYS"
+    POST_DAYS = "POST_DAYS"
+    POLARISATION = "POLARISATION"
+    SLOPE_MIN = "SLOPE_MIN"
+    THRESHOLD = "THRESHOLD"
+    MIN_AREA = "MIN_AREA"
+    PIXEL_SIZE = "PIXEL_SIZE"
+    BLOCK_SIZE = "BLOCK_SIZE"
+    SERVICE_ACCOUNT_KEY = "SERVICE_ACCOUNT_KEY"
+    CACHE_FOLDER = "CACHE_FOLDER"
+    NO_CACHE = "NO_CACHE"
+    OUTPUT_FOLDER = "OUTPUT_FOLDER"
+    A_RATIO = "A_RATIO"
+    CANDIDATES = "CANDIDATES"
+    HEATMAP = "HEATMAP"
+    RUN_JSON = "RUN_JSON"
+    N_CANDIDATES = "N_CANDIDATES"
+    THRESHOLD_DB = "THRESHOLD_DB"
+
+    def name(self) -> str:
+        return "detect_earthengine"
+
+    def displayName(self) -> str:  # noqa: N802
+        return tr("Detect landslides (Google Earth Engine)")
+
+    def tags(self):
+        return [tr("landslide"), "Sentinel-1", "SAR", "A_ratio", "Google Earth Engine", "GEE", tr("cloud"),
+                tr("change detection")]
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return tr(
+            "The A_ratio detection (see 'Detect landslides (A_ratio)') on the Sentinel-1 archive of Google Earth "
+            "Engine (COPERNICUS/S1_GRD, IW) instead of a local scene folder; the DEM is Copernicus GLO-30.\n\n"
+            "Mode 'download': per orbit track the pre- and post-event median composites and the DEM are "
+            "downloaded on the output grid and processed locally (kept in <output>/ee_inputs). Mode 'server': "
+            "the ratio and the terrain mask are computed by Earth Engine and only they are downloaded (large "
+            "areas).\n\n"
+            "Needs the earthengine-api package (python -m pip install earthengine-api, or the Google Earth "
+            "Engine QGIS plugin), an Earth Engine sign-in (the plugin dock's 'Sign in' button or `earthengine "
+            "authenticate`; a service-account JSON key can be given instead) and a Google Cloud project id "
+            "registered for Earth Engine (default: the one saved in the plugin's settings).\n"
+            "Area of interest: required; an extent in any CRS.\n"
+            "Outputs in the output folder: a_ratio.tif, heatmap.tif, candidates.gpkg (status 'proposed'), "
+            "run.json (with the Earth Engine request: collection, filters, image ids, expressions). Downloads "
+            "are cached in the user cache folder unless switched off.")
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        from ..core.detect import DetectParams
+
+        d = DetectParams.__dataclass_fields__
+        self.addParameter(QgsProcessingParameterExtent(self.AOI, tr("Area of interest (extent)")))
+        self.addParameter(QgsProcessingParameterString(
+            self.EVENT_TIME, tr("Event date-time (UTC, ISO-8601, e.g. 2018-09-05T18:07:59Z)")))
+        self.addParameter(QgsProcessingParameterString(
+            self.EVENT_ID, tr("Event identifier (default: event_<date-time>)"), optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            self.PROJECT, tr("Google Cloud project id (registered for Earth Engine)"),
+            defaultValue=_ee_project_setting(), optional=True))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.MODE, tr("Mode"), options=[tr("Download composites, compute locally"),
+                                            tr("Compute on Earth Engine, download the ratio")], defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.ORBIT, tr("Orbit pass"), options=[tr("Both"), tr("Ascending"), tr("Descending")],
+            defaultValue=0))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.PRE_DAYS, tr("Pre-event window (days before the event)"), QgsProcessingParameterNumber.Double,
+            d["pre_days"].default, minValue=1))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.POST_DAYS, tr("Post-event window (days after the event)"), QgsProcessingParameterNumber.Double,
+            d["post_days"].default, minValue=1))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.POLARISATION, tr("Polarisation"), options=[tr("VH"), tr("VV"), tr("VV and VH averaged")],
+            defaultValue=POLARISATIONS.index(d["polarisation"].default)))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.SLOPE_MIN, tr("Minimum slope (degrees; 0 = no slope mask)"), QgsProcessingParameterNumber.Double,
+            d["slope_min_deg"].default, minValue=0, maxValue=90))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.THRESHOLD, tr("Threshold (dB, A_ratio above it is a candidate)"),
+            QgsProcessingParameterNumber.Double, d["threshold_db"].default))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.MIN_AREA, tr("Minimum polygon area (m²)"), QgsProcessingParameterNumber.Double,
+            d["min_area_m2"].default, minValue=0))
+        self._advanced(QgsProcessingParameterNumber(
+            self.PIXEL_SIZE, tr("Output pixel size (m)"), QgsProcessingParameterNumber.Double,
+            d["pixel_size"].default, minValue=0.1))
+        self._advanced(QgsProcessingParameterNumber(
+            self.BLOCK_SIZE, tr("Processing block size (pixels; memory grows with its square)"),
+            QgsProcessingParameterNumber.Integer, d["block_size"].default, minValue=64))
+        self._advanced(QgsProcessingParameterFile(
+            self.SERVICE_ACCOUNT_KEY, tr("Service-account JSON key (instead of the user's sign-in)"),
+            extension="json", optional=True))
+        self._advanced(QgsProcessingParameterFile(
+            self.CACHE_FOLDER, tr("Download cache folder (default: the user cache folder)"),
+            behavior=QgsProcessingParameterFile.Folder, optional=True))
+        self._advanced(QgsProcessingParameterBoolean(self.NO_CACHE, tr("Do not cache downloads"), False))
+        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, tr("Output folder")))
+        self.addOutput(QgsProcessingOutputRasterLayer(self.A_RATIO, tr("A_ratio (dB)")))
+        self.addOutput(QgsProcessingOutputRasterLayer(self.HEATMAP, tr("Landslide density heatmap")))
+        self.addOutput(QgsProcessingOutputVectorLayer(
+            self.CANDIDATES, tr("Candidate landslides"), QgsProcessing.TypeVectorPolygon))
+        self.addOutput(QgsProcessingOutputFile(self.RUN_JSON, tr("Run record (run.json)")))
+        self.addOutput(QgsProcessingOutputNumber(self.N_CANDIDATES, tr("Number of candidate polygons")))
+        self.addOutput(QgsProcessingOutputNumber(self.THRESHOLD_DB, tr("Threshold used (dB)")))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        from ..core.catalog import parse_time
+        from ..core.detect import DetectParams
+        from ..core.earthengine import MODES, run_earthengine_detection
+
+        aoi = _aoi_parameter(self, parameters, context, self.AOI)
+        if aoi is None:
+            raise QgsProcessingException(tr("Earth Engine needs an area of interest: give an extent"))
+        out = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
+        try:
+            event_time = parse_time(self.parameterAsString(parameters, self.EVENT_TIME, context))
+        except ValueError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        slope = self.parameterAsDouble(parameters, self.SLOPE_MIN, context)
+        params = DetectParams(
+            event_time=event_time,
+            event_id=self.parameterAsString(parameters, self.EVENT_ID, context).strip(),
+            aoi=aoi,
+            pre_days=self.parameterAsDouble(parameters, self.PRE_DAYS, context),
+            post_days=self.parameterAsDouble(parameters, self.POST_DAYS, context),
+            polarisation=POLARISATIONS[self.parameterAsEnum(parameters, self.POLARISATION, context)],
+            slope_min_deg=slope if slope > 0 else None,
+            threshold_db=self.parameterAsDouble(parameters, self.THRESHOLD, context),
+            min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
+            pixel_size=self.parameterAsDouble(parameters, self.PIXEL_SIZE, context),
+            block_size=self.parameterAsInt(parameters, self.BLOCK_SIZE, context),
+        )
+        cache_dir = False if self.parameterAsBoolean(parameters, self.NO_CACHE, context) else (
+            self.parameterAsFile(parameters, self.CACHE_FOLDER, context) or None)
+        transport = EARTHENGINE_TRANSPORT_FACTORY() if EARTHENGINE_TRANSPORT_FACTORY is not None else None
+        fb = _Feedback(feedback)
+        result = _core_call(
+            run_earthengine_detection, None, None, out, params,
+            project=self.parameterAsString(parameters, self.PROJECT, context).strip() or None,
+            mode=MODES[self.parameterAsEnum(parameters, self.MODE, context)],
+            orbit_pass=ORBIT_PASSES[self.parameterAsEnum(parameters, self.ORBIT, context)],
+            service_account_key=self.parameterAsFile(parameters, self.SERVICE_ACCOUNT_KEY, context) or None,
+            cache_dir=cache_dir, transport=transport, progress=fb.progress, is_cancelled=fb.is_cancelled)
+        fb.progress(1.0)  # the download mode's last core step (per-pixel counts) stops short of 1.0
+        for warning in result.warnings:
+            feedback.pushWarning(warning)
+        for line in result.selection.summary_lines():
+            feedback.pushInfo(line)
+        feedback.pushInfo(tr("Threshold {:.3f} dB; {} candidate polygons").format(result.threshold_db,
+                                                                                   result.n_candidates))
+        files = result.files
+        event = result.run_info.get("event_id") or params.event_id or "event"
+        cand_uri = f"{files['candidates']}|layername=candidates"
+        _load_on_completion(context, str(files["a_ratio"]), tr("A_ratio {} (Earth Engine)").format(event),
+                            self.A_RATIO, "raster")
+        _load_on_completion(context, cand_uri, tr("Candidates {} (Earth Engine)").format(event), self.CANDIDATES,
+                            "vector")
+        return {
+            self.OUTPUT_FOLDER: str(result.out_dir),
+            self.A_RATIO: str(files["a_ratio"]),
+            self.HEATMAP: str(files["heatmap"]),
+            self.CANDIDATES: cand_uri,
+            self.RUN_JSON: str(files["run"]),
+            self.N_CANDIDATES: result.n_candidates,
+            self.THRESHOLD_DB: float(result.threshold_db),
+        }
+
+
 ALGORITHMS: list = [
     DetectLandslidesAlgorithm,
     CandidatesFromRatioAlgorithm,
     EvaluateAlgorithm,
     ExportInventoryAlgorithm,
+    DetectModelAlgorithm,
+    DetectEarthEngineAlgorithm,
 ]

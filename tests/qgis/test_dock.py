@@ -15,9 +15,16 @@ from .conftest import wait_until
 
 @pytest.fixture
 def dock(fake_iface, clean_project, tmp_path):
-    from landslide_sar_plugin.gui.dock import LandslideDock
+    from qgis.core import QgsSettings
 
+    from landslide_sar_plugin.gui.dock import SETTINGS_PREFIX, LandslideDock
+
+    settings = QgsSettings()  # each test starts from the defaults, not from the previous test's choices
+    for key in settings.allKeys():
+        if key.startswith(SETTINGS_PREFIX):
+            settings.remove(key)
     d = LandslideDock(fake_iface)
+    d.ee_cache_dir = str(tmp_path / "ee_cache")
     d.use_sample_scene()
     d.out_dir.setFilePath(str(tmp_path / "runs"))
     yield d
@@ -203,7 +210,7 @@ def test_both_methods_load_an_agreement_layer(dock, tmp_path, clean_project):
     assert dock.score_key == "a_ratio"
 
 
-def test_earthengine_source_lists_and_detects_with_a_fake_transport(dock, offline_ee):  # noqa: F811
+def test_earthengine_source_lists_and_detects_with_a_fake_transport(dock, offline_ee, tmp_path):  # noqa: F811
     from qgis.core import QgsCoordinateReferenceSystem, QgsRectangle
 
     from tests.unit.test_earthengine import AOI, EVENT, FakeTransport
@@ -230,3 +237,4 @@ def test_earthengine_source_lists_and_detects_with_a_fake_transport(dock, offlin
     assert dock.run_result is not None, dock.status_label.text()
     assert dock.run_result.n_candidates >= 1 and "a_ratio" in dock.run_layers
     assert fake.pixel_calls, "the fake transport served the downloads"
+    assert list((tmp_path / "ee_cache").rglob("*")), "downloads were cached in the test's folder"
