@@ -23,6 +23,20 @@ class Histogram:
         return {"counts": self.counts.tolist(), "edges": self.edges.tolist(), "n_valid": self.n_valid,
                 "minimum": self.minimum, "maximum": self.maximum}
 
+    def value_at_percentile(self, percentile: float) -> float:
+        """Value below which ``percentile`` % of the valid values lie, interpolated within a bin.
+
+        An estimate good to one bin width, for instant display; the exact
+        percentile is computed by :func:`.threshold.exact_percentile`.
+        """
+        if self.n_valid == 0:
+            return float("nan")
+        target = min(max(percentile, 0.0), 100.0) / 100.0 * self.n_valid
+        cumulative = np.concatenate([[0], np.cumsum(self.counts)])
+        i = int(np.clip(np.searchsorted(cumulative, target, side="left") - 1, 0, len(self.counts) - 1))
+        inside = (target - cumulative[i]) / self.counts[i] if self.counts[i] else 0.0
+        return float(self.edges[i] + inside * (self.edges[i + 1] - self.edges[i]))
+
     def fraction_above(self, threshold: float) -> float:
         """Share of valid values above ``threshold`` (bin-resolution estimate, for display only)."""
         if self.n_valid == 0:

@@ -85,6 +85,7 @@ class LandslideDock(QDockWidget):
         self.task: CoreTask | None = None
         self.run_result = None        # result of the run whose layers are shown
         self.run_layers: dict = {}
+        self._last_map_threshold = 0.0
         self.score_key = "a_ratio"    # the raster the slider acts on: a_ratio (dB) or probability (0..1)
         self.score_units = "dB"
         self.score_range = (-5.0, 8.0)
@@ -267,6 +268,11 @@ class LandslideDock(QDockWidget):
 
         thr = QGroupBox(tr("Threshold"))
         form = QFormLayout(thr)
+        self.threshold_mode = QComboBox()
+        self.threshold_mode.addItem(tr("Score value (dB or probability)"), "value")
+        self.threshold_mode.addItem(tr("Percentile of valid pixels"), "percentile")
+        self.threshold_mode.currentIndexChanged.connect(lambda _: self._mode_changed())
+        form.addRow(tr("Threshold as"), self.threshold_mode)
         self.threshold_slider = QSlider(Qt.Orientation.Horizontal)
         self.threshold_slider.setRange(0, SLIDER_STEPS)
         self.threshold_spin = self._dspin(-100, 100, d.threshold_db, " dB", 2)
@@ -675,7 +681,6 @@ class LandslideDock(QDockWidget):
             self.run_layers["model_group"] = model_layers["group"]
             load_agreement_layer(out["agreement"], self.run_layers["group"])
         self._watch_candidates(self.run_layers.get("candidates"))
-        self.threshold_spin.setSuffix(f" {self.score_units}" if self.score_units else "")
         self._setup_threshold_controls(threshold, self.histogram)
         self.threshold_group.setEnabled(True)
         self.review_group.setEnabled(True)
@@ -757,12 +762,33 @@ class LandslideDock(QDockWidget):
     # ------------------------------------------------------------------ threshold
 
     def _setup_threshold_controls(self, value: float, histogram) -> None:
+        """Configure slider and spin box for the run's score, in the chosen mode, at ``value`` (score units)."""
         self.histogram_widget.set_histogram(histogram)
-        lo, hi = float(histogram.edges[0]), float(histogram.edges[-1])
+        percentile = self.percentile_mode()
+        lo, hi = (50.0, 99.99) if percentile else (float(histogram.edges[0]), float(histogram.edges[-1]))
         self.threshold_spin.blockSignals(True)
         self.threshold_spin.setRange(lo, hi)
+        self.threshold_spin.setSuffix(" %" if percentile else (f" {self.score_units}" if self.score_units else ""))
         self.threshold_spin.blockSignals(False)
-        self.set_threshold(value)
+        if percentile:
+            value = 100.0 * (1.0 - histogram.fraction_above(value))
+        self.set_threshold(min(max(value, lo), hi))
+
+    def percentile_mode(self) -> bool:
+        return self.threshold_mode.currentData() == "percentile"
+
+    def map_threshold(self) -> float:
+        """The threshold in score units that the map shows (estimated from the histogram in percentile mode)."""
+        value = self.threshold_spin.value()
+        if self.percentile_mode() and self.histogram is not None:
+            return self.histogram.value_at_percentile(value)
+        return value
+
+    def _mode_changed(self) -> None:
+        if self.histogram is None:
+            return
+        # Keep what the map shows (in score units) and express it in the new mode.
+        self._setup_threshold_controls(self._last_map_threshold, self.histogram)
 
     def _slider_to_value(self, pos: int) -> float:
         lo, hi = self.threshold_spin.minimum(), self.threshold_spin.maximum()
@@ -788,13 +814,18 @@ class LandslideDock(QDockWidget):
             self.threshold_slider.blockSignals(True)
             self.threshold_slider.setValue(self._value_to_slider(value))
             self.threshold_slider.blockSignals(False)
+        shown = self.map_threshold()
+        self._last_map_threshold = shown
         layer = self.run_layers.get(self.score_key)
         if layer is not None:
-            style_score_layer(layer, value, self.score_range[0], self.score_range[1])
-        self.histogram_widget.set_threshold(value)
+            style_score_layer(layer, shown, self.score_range[0], self.score_range[1])
+        self.histogram_widget.set_threshold(shown)
         if self.histogram is not None:
-            self.threshold_info.setText(tr("{p:.2%} of valid pixels above {t:.2f} {u}").format(
-                p=self.histogram.fraction_above(value), t=value, u=self.score_units))
+            text = tr("{p:.2%} of valid pixels above {t:.2f} {u}").format(
+                p=self.histogram.fraction_above(shown), t=shown, u=self.score_units)
+            if self.percentile_mode():
+                text += tr(" (estimated; Update polygons uses the exact percentile)")
+            self.threshold_info.setText(text)
 
     def start_update_polygons(self) -> None:
         if self.task is not None or self.run_result is None:
@@ -804,10 +835,13 @@ class LandslideDock(QDockWidget):
         thr = self.threshold_spin.value()
         result = self.run_result
         method = "a_ratio" if self.score_key == "a_ratio" else "model"
-        spec = ThresholdSpec(threshold=thr, min_area_m2=self.min_area.value(),
-                             heatmap_radius_m=self.heatmap_radius.value(), method=method,
-                             units=self.score_units or "probability", event_id=result.run_info["event_id"])
-        prefix = f"t{thr:+.2f}{self.score_units}_".replace("+", "p").replace("-", "m").replace(".", "_")
+        percentile = self.percentile_mode()
+        spec = ThresholdSpec(threshold=None if percentile else thr, percentile=thr if percentile else None,
+                             min_area_m2=self.min_area.value(), heatmap_radius_m=self.heatmap_radius.value(),
+                             method=method, units=self.score_units or "probability",
+                             event_id=result.run_info["event_id"])
+        label = f"p{thr:.2f}" if percentile else f"t{thr:+.2f}{self.score_units}"
+        prefix = (label + "_").replace("+", "p").replace("-", "m").replace(".", "_")
         score_path = result.files[self.score_key]
 
         def work(progress, is_cancelled):

@@ -238,3 +238,26 @@ def test_earthengine_source_lists_and_detects_with_a_fake_transport(dock, offlin
     assert dock.run_result.n_candidates >= 1 and "a_ratio" in dock.run_layers
     assert fake.pixel_calls, "the fake transport served the downloads"
     assert list((tmp_path / "ee_cache").rglob("*")), "downloads were cached in the test's folder"
+
+
+def test_percentile_mode_estimates_on_the_map_and_updates_with_the_exact_value(dock):
+    import numpy as np
+    import rasterio
+
+    run_detection(dock)
+    with rasterio.open(dock.run_result.files["a_ratio"]) as src:
+        ratio = src.read(1)
+    valid = ratio[np.isfinite(ratio)]
+    dock.threshold_mode.setCurrentIndex(dock.threshold_mode.findData("percentile"))
+    assert dock.threshold_spin.suffix() == " %" and dock.threshold_spin.maximum() == pytest.approx(99.99)
+    dock.threshold_spin.setValue(99.0)
+    bin_width = float(dock.histogram.edges[1] - dock.histogram.edges[0])
+    shown = dock.run_layers["a_ratio"].customProperty("landslide_sar/threshold")
+    assert abs(shown - np.percentile(valid, 99.0)) <= bin_width
+    dock.update_button.click()
+    wait_until(lambda: dock.task is None)
+    info = json.loads(next(dock.run_result.out_dir.glob("p99_00_candidates.json")).read_text())
+    assert info["threshold"] == pytest.approx(float(np.percentile(valid, 99.0)), abs=1e-5)
+    assert info["threshold_rule"].startswith("percentile p99")
+    dock.threshold_mode.setCurrentIndex(dock.threshold_mode.findData("value"))  # back to dB, same map threshold
+    assert dock.threshold_spin.value() == pytest.approx(shown, abs=0.01)

@@ -76,3 +76,15 @@ def test_raster_histogram_counts_every_valid_pixel(probability):
     np.testing.assert_array_equal(h.counts, np.histogram(valid, bins=np.linspace(0, 1, 11))[0])
     assert (h.minimum, h.maximum) == (pytest.approx(0.1), pytest.approx(0.9))
     assert h.fraction_above(0.5) == pytest.approx((valid > 0.5).mean())
+
+
+def test_histogram_percentile_estimate_is_within_one_bin_of_the_exact_value():
+    from landslide_sar_plugin.core.histogram import Histogram
+
+    rng = np.random.default_rng(3)
+    values = rng.normal(0.5, 1.5, 100_000)
+    edges = np.linspace(-6, 8, 121)
+    h = Histogram(np.histogram(values, bins=edges)[0], edges, values.size, values.min(), values.max())
+    width = edges[1] - edges[0]
+    for p in (50, 90, 95, 99, 99.9):
+        assert abs(h.value_at_percentile(p) - np.percentile(values, p)) <= width
