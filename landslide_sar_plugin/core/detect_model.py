@@ -50,7 +50,7 @@ from .detect import DetectParams, _aoi_mask, _sel_scenes, prepare_run, run_prove
 from .grid import Grid, RasterOnGrid
 from .inference import BlockPlan, TileCache, TiledModel, block_plans, combine_passes, n_block_plans, predict_plan
 from .model import ModelError, ModelInfo, check_model_fits, read_model_info, require_onnxruntime
-from .recipes import Recipe, RecipeError, build_composite
+from .recipes import CURVATURE_RADIUS_M, CURVATURE_SIGMA_M, Recipe, RecipeError, build_composite
 from .staging import (
     GDAL_CACHE_MB,
     CancelFn,
@@ -139,14 +139,23 @@ def _tracks_for_model(info: ModelInfo, recipe: Recipe, selection: cat.StackSelec
 # --------------------------------------------------------------------------- composites on a window
 
 
+def composite_dem_halo(recipe: Recipe, pixel_size: float) -> int:
+    """DEM halo (pixels) the recipe's terrain bands need for exact block-wise values."""
+    if "curvature" in recipe.terrain():
+        return terrain.halo_px(CURVATURE_SIGMA_M, CURVATURE_RADIUS_M, pixel_size)
+    return 1
+
+
 def read_track_composite(recipe: Recipe, stack_refs: Mapping[str, Mapping[str, list]], window, dem_reader,
-                         dem_halo: int, pixel_size: float, *, edge_noise_db: float = composite.EDGE_NOISE_DB,
-                         curv_sigma_m: float = 30.0, curv_radius_m: float = 60.0) -> np.ndarray:
+                         dem_halo: int, pixel_size: float, *, edge_noise_db: float = composite.EDGE_NOISE_DB
+                         ) -> np.ndarray:
     """The recipe's ``(bands, rows, cols)`` composite of one track on ``window`` of the grid.
 
     ``stack_refs[role][pol]`` lists ``(RasterOnGrid, units)`` per scene in
     time order (``role`` is ``pre``/``post``); ``dem_reader`` reads with
-    ``dem_halo``.  SAR values become dB and frame-edge noise is masked.
+    ``dem_halo`` (at least :func:`composite_dem_halo`).  SAR values become dB
+    and frame-edge noise is masked.  Training builds its chips with this same
+    function, so a model sees exactly the inputs it was trained on.
     """
     stacks = {}
     for role in ("pre", "post"):
@@ -164,7 +173,8 @@ def read_track_composite(recipe: Recipe, stack_refs: Mapping[str, Mapping[str, l
         if "aspect" in needs:
             layers["aspect"] = crop(terrain.aspect_deg(dem, pixel_size), dem_halo)
         if "curvature" in needs:
-            layers["curvature"] = crop(terrain.curvature(dem, pixel_size, curv_sigma_m, curv_radius_m), dem_halo)
+            layers["curvature"] = crop(terrain.curvature(dem, pixel_size, CURVATURE_SIGMA_M, CURVATURE_RADIUS_M),
+                                       dem_halo)
     try:
         return build_composite(recipe, stacks["pre"], stacks["post"], layers)
     except RecipeError as exc:
@@ -254,9 +264,7 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
         tags["SYNTHETIC"] = "computed from SYNTHETIC (simulated) Sentinel-1 scenes"
 
     t0 = time.perf_counter()
-    curv_halo = (terrain.halo_px(params.curv_sigma_m, params.curv_radius_m, px)
-                 if "curvature" in recipe.terrain() else 0)
-    dem_halo = max(curv_halo, 1)
+    dem_halo = composite_dem_halo(recipe, px)
     readers: dict[str, RasterOnGrid] = {}
     refs: dict[tuple, dict[str, dict[str, list]]] = {}
     extra: list[RasterOnGrid] = []
@@ -358,8 +366,7 @@ def _model_block(plan: BlockPlan, grid: Grid, params: DetectParams, tracks, refs
     by_pass: dict[str, list[np.ndarray]] = {}
     for k, track in enumerate(tracks):
         comp = read_track_composite(recipe, refs[track], plan.extent, dem_reader, dem_halo, px,
-                                    edge_noise_db=params.edge_noise_db, curv_sigma_m=params.curv_sigma_m,
-                                    curv_radius_m=params.curv_radius_m)
+                                    edge_noise_db=params.edge_noise_db)
         reader = mask_readers.get(track[0]) or mask_readers.get("any")
         flagged = None
         if reader is not None:

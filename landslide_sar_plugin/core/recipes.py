@@ -16,7 +16,11 @@ Band tokens (SAR bands in dB, terrain in the units of :mod:`.terrain`):
 ``ratio_VV``, ``ratio_VH`` A_ratio ``<pol>_pre - <pol>_post`` in dB (unmasked)
 ``slope``               slope in degrees
 ``aspect``              downslope direction, degrees clockwise from north
-``curvature``           Laplacian of the Gaussian-smoothed DEM, 1/m
+``curvature``           Laplacian of the Gaussian-smoothed DEM, 1/m, with the
+                        smoothing fixed here (:data:`CURVATURE_SIGMA_M`,
+                        :data:`CURVATURE_RADIUS_M`): a band's definition must
+                        not change with the A_ratio mask settings, or a model
+                        would see other inputs than it was trained on
 ======================  ======================================================
 
 Sources: BAA, BAH, BAC (seed_002: Sentinel-1 composites for VHR-style CNNs);
@@ -38,6 +42,8 @@ from .composite import nan_median
 PRE_REDUCERS = ("median", "mean", "last")
 POST_REDUCERS = ("first", "median", "mean")
 TERRAIN_TOKENS = ("slope", "aspect", "curvature")
+CURVATURE_SIGMA_M = 60.0  # the defaults of core.terrain.curvature (Handwerger et al. 2021)
+CURVATURE_RADIUS_M = 120.0
 
 
 class RecipeError(ValueError):
