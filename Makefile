@@ -14,7 +14,7 @@ SAMPLE_EVENT := 2018-09-05T18:07:59Z
 OUT ?= out/demo
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: help setup demo test test-unit test-qgis bench package lint sample screenshot clean
+.PHONY: help setup demo test test-unit test-qgis bench package lint sample screenshot train-demo clean
 
 help:
 	@echo "make demo     install what is missing, detect landslides on the synthetic sample scene"
@@ -25,6 +25,7 @@ help:
 	@echo "make lint     ruff on everything, bandit on the plugin package"
 	@echo "make sample   regenerate the sample scene byte for byte"
 	@echo "make screenshot  screenshot of the dock after a run on the sample scene (docs/dock.png)"
+	@echo "make train-demo  train the shipped ONNX model from scratch on simulated events (CPU, ~10-20 min)"
 
 # QGIS comes from Debian and lives in the system Python; the venv sees it through
 # --system-site-packages. Nothing is reinstalled when the stamp is newer than the pins.
@@ -71,6 +72,9 @@ lint: setup
 
 sample: setup
 	$(PY) -m landslide_sar_plugin simulate --preset sample --seed $(SAMPLE_SEED) --out $(SAMPLE)
+
+train-demo: setup
+	$(PY) -m training train-demo --out landslide_sar_plugin/models
 
 screenshot: setup
 	$(PY) tests/tools/screenshot_dock.py --out docs/dock.png

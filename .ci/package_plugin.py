@@ -18,8 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = "landslide_sar_plugin"
 LIMIT_BYTES = 25 * 1024 * 1024
-SKIP_PARTS = {"__pycache__", ".pytest_cache", ".hypothesis"}
-SKIP_SUFFIXES = {".pyc", ".pyo", ".partial", ".aux.xml"}
+SKIP_PARTS = {"__pycache__", ".pytest_cache", ".hypothesis", "landslide_unet_report"}
+# .pt: PyTorch weights kept in the repository for fine-tuning with training/, not used by the plugin.
+SKIP_SUFFIXES = {".pyc", ".pyo", ".partial", ".aux.xml", ".pt"}
 
 
 def plugin_files() -> list[Path]:
