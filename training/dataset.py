@@ -36,6 +36,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from landslide_sar_plugin.core import catalog as cat
+from landslide_sar_plugin.core.detect import open_stack_readers
 from landslide_sar_plugin.core.detect_model import composite_dem_halo, read_track_composite
 from landslide_sar_plugin.core.gpkg import list_layers, read_features
 from landslide_sar_plugin.core.grid import Grid, RasterOnGrid
@@ -122,20 +123,9 @@ def load_event_composites(
     readers: dict[str, RasterOnGrid] = {}
     dem_reader = RasterOnGrid(dem_path, 1, grid, halo=halo)
     try:
-        refs: dict[str, dict] = {}
-        for p, (track, _) in chosen.items():
-            refs[p] = {}
-            for role, stacks in (("pre", selection.pre), ("post", selection.post)):
-                refs[p][role] = {}
-                for pol in recipe.polarisations():
-                    lst = []
-                    for s in stacks[track]:
-                        ref = s.bands[pol]
-                        key = f"{ref.path}#{ref.band}"
-                        if key not in readers:
-                            readers[key] = RasterOnGrid(ref.path, ref.band, grid)
-                        lst.append((readers[key], cat.scene_file_units(s, ref.path)))
-                    refs[p][role][pol] = lst
+        by_track = open_stack_readers(selection, [track for track, _ in chosen.values()], recipe.polarisations(),
+                                      grid, readers)
+        refs = {p: by_track[track] for p, (track, _) in chosen.items()}
         for window in grid.blocks(block_size):
             r0, c0 = int(window.row_off), int(window.col_off)
             h, w = int(window.height), int(window.width)

@@ -137,9 +137,11 @@ class DetectParams:
 
 @dataclass
 class DetectResult:
+    """What a detection run wrote and decided; ``threshold`` is in the score's units (dB or probability)."""
+
     out_dir: Path
     files: dict[str, Path]
-    threshold_db: float
+    threshold: float
     n_candidates: int
     percentiles: dict[str, float]
     grid: Grid
@@ -148,6 +150,11 @@ class DetectResult:
     timings_s: dict[str, float]
     synthetic: bool
     run_info: dict = field(default_factory=dict)
+
+    @property
+    def threshold_db(self) -> float:
+        """The A_ratio threshold in dB (the A_ratio run's name for :attr:`threshold`)."""
+        return self.threshold
 
 
 # --------------------------------------------------------------------------- helpers
@@ -287,6 +294,32 @@ def prepare_run(
     return PreparedRun(catalog, selection, scenes, grid, warnings)
 
 
+StackRefs = dict  # {track: {"pre"|"post": {pol: [(RasterOnGrid, units), ...]}}}
+
+
+def open_stack_readers(selection: cat.StackSelection, tracks, polarisations, grid: Grid, readers: dict, *,
+                       halo: int = 0) -> StackRefs:
+    """Readers of every pre/post scene of ``tracks`` onto ``grid``, in time order, with their units.
+
+    Files shared by several tracks or polarisations are opened once; ``readers``
+    collects them so the caller can close them all (the A_ratio run, the model
+    run and training's dataset builder read their stacks through this).
+    """
+    refs: StackRefs = {}
+    for track in tracks:
+        for role, stacks in (("pre", selection.pre), ("post", selection.post)):
+            for pol in polarisations:
+                lst = []
+                for s in stacks[track]:
+                    ref = s.bands[pol]
+                    key = f"{ref.path}#{ref.band}"
+                    if key not in readers:
+                        readers[key] = RasterOnGrid(ref.path, ref.band, grid, halo=halo)
+                    lst.append((readers[key], cat.scene_file_units(s, ref.path)))
+                refs.setdefault(track, {}).setdefault(role, {})[pol] = lst
+    return refs
+
+
 def run_provenance(method: str, event_id: str, synthetic: bool, scenes_dir, dem: Path, catalog: cat.Catalog,
                    selection: cat.StackSelection, params: DetectParams, grid: Grid) -> dict:
     """The part of ``run.json`` every method shares: what went in, which stacks, which parameters and grid."""
@@ -375,23 +408,13 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
     speckle_halo = (terrain.halo_px(params.speckle_sigma_m, params.speckle_radius_m, px, op="smooth")
                     if params.speckle_sigma_m > 0 else 0)
     readers: dict[str, RasterOnGrid] = {}
-    stack_refs: dict[tuple, dict[str, list[tuple[RasterOnGrid, str]]]] = {}
     staged: dict[str, StagedRaster] = {}
     try:
         dem_reader = RasterOnGrid(dem, 1, grid, halo=dem_halo)
         water_reader = (RasterOnGrid(params.water_mask, 1, grid, resampling=Resampling.nearest)
                         if params.water_mask else None)
-        for track in tracks:
-            for role, stacks in (("pre", selection.pre), ("post", selection.post)):
-                for pol in params.polarisations():
-                    refs = []
-                    for s in stacks[track]:
-                        ref = s.bands[pol]
-                        key = f"{ref.path}#{ref.band}"
-                        if key not in readers:
-                            readers[key] = RasterOnGrid(ref.path, ref.band, grid, halo=speckle_halo)
-                        refs.append((readers[key], cat.scene_file_units(s, ref.path)))
-                    stack_refs.setdefault((track, role), {})[pol] = refs
+        stack_refs = open_stack_readers(selection, tracks, params.polarisations(), grid, readers,
+                                        halo=speckle_halo)
         count_bands = [f"{p.lower()}_{role}" for p in passes for role in ("pre", "post")]
         staged["a_ratio"] = StagedRaster(
             staging, "a_ratio", grid, count=1, dtype="float32", nodata=float("nan"),
@@ -482,7 +505,7 @@ def _pass1_block(window, grid, params, tracks, passes, group_of, stack_refs, dem
         for pol in params.polarisations():
             comps = {}
             for role in ("pre", "post"):
-                refs = stack_refs[(track, role)][pol]
+                refs = stack_refs[track][role][pol]
                 stack = np.stack([
                     composite.mask_edge_noise(composite.to_db(reader.read(window), units), params.edge_noise_db)
                     for reader, units in refs

@@ -46,7 +46,7 @@ from rasterio.enums import Resampling
 from . import catalog as cat
 from . import composite, terrain
 from .candidates import ThresholdSpec, threshold_and_vectorise
-from .detect import DetectParams, _aoi_mask, _sel_scenes, prepare_run, run_provenance
+from .detect import DetectParams, DetectResult, _aoi_mask, _sel_scenes, open_stack_readers, prepare_run, run_provenance
 from .grid import Grid, RasterOnGrid
 from .inference import BlockPlan, TileCache, TiledModel, block_plans, combine_passes, n_block_plans, predict_plan
 from .model import ModelError, ModelInfo, check_model_fits, read_model_info, require_onnxruntime
@@ -74,23 +74,12 @@ AGREEMENT_CODES = {0: "neither", 1: "A_ratio only", 2: "model only", 3: "both", 
 
 
 @dataclass
-class ModelDetectResult:
-    """What a model run produced (the fields of :class:`.detect.DetectResult` that apply, plus the model's)."""
+class ModelDetectResult(DetectResult):
+    """A :class:`.detect.DetectResult` (threshold = probability) plus the model, provider and passes used."""
 
-    out_dir: Path
-    files: dict[str, Path]
-    threshold: float
-    n_candidates: int
-    percentiles: dict[str, float]
-    grid: Grid
-    selection: cat.StackSelection
-    warnings: list[str]
-    timings_s: dict[str, float]
-    synthetic: bool
-    model: ModelInfo
-    provider: str
-    passes_used: list[str]
-    run_info: dict = field(default_factory=dict)
+    model: ModelInfo | None = None
+    provider: str = ""
+    passes_used: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- model checks
@@ -266,7 +255,6 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
     t0 = time.perf_counter()
     dem_halo = composite_dem_halo(recipe, px)
     readers: dict[str, RasterOnGrid] = {}
-    refs: dict[tuple, dict[str, dict[str, list]]] = {}
     extra: list[RasterOnGrid] = []
     staged: dict[str, StagedRaster] = {}
     try:
@@ -280,17 +268,7 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
         for key, path in layover_masks.items():
             mask_readers[key] = RasterOnGrid(path, 1, grid, resampling=Resampling.nearest)
             extra.append(mask_readers[key])
-        for track in tracks:
-            for role, stacks in (("pre", selection.pre), ("post", selection.post)):
-                for pol in recipe.polarisations():
-                    lst = []
-                    for s in stacks[track]:
-                        ref = s.bands[pol]
-                        k = f"{ref.path}#{ref.band}"
-                        if k not in readers:
-                            readers[k] = RasterOnGrid(ref.path, ref.band, grid)
-                        lst.append((readers[k], cat.scene_file_units(s, ref.path)))
-                    refs.setdefault(track, {}).setdefault(role, {})[pol] = lst
+        refs = open_stack_readers(selection, tracks, recipe.polarisations(), grid, readers)
         staged["probability"] = StagedRaster(
             staging, "probability", grid, count=1, dtype="float32", nodata=float("nan"),
             descriptions=[f"landslide probability ({info.model_name}, composite {info.composite})"],
@@ -356,7 +334,8 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
         "warnings": prep.warnings,
     }
     return ModelDetectResult(out, final_files, stage.threshold, len(stage.features), stage.percentiles, grid,
-                             selection, prep.warnings, {}, synthetic, info, model.provider, passes, run_info)
+                             selection, prep.warnings, {}, synthetic, run_info, model=info, provider=model.provider,
+                             passes_used=passes)
 
 
 def _model_block(plan: BlockPlan, grid: Grid, params: DetectParams, tracks, refs, dem_reader, dem_halo, recipe,

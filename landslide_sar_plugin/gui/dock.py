@@ -669,7 +669,7 @@ class LandslideDock(QDockWidget):
         self.score_key = out["score_key"]
         self.score_units = "dB" if self.score_key == "a_ratio" else ""
         self.score_range = (-5.0, float(self.histogram.edges[-1])) if self.score_key == "a_ratio" else (0.0, 1.0)
-        threshold = _threshold_of(result)
+        threshold = float(result.threshold)
         suffix = " (SYNTHETIC input)" if result.synthetic else ""
         name = f"Landslides {result.run_info['event_id']}" + suffix
         self.run_layers = load_run_layers(result.files, name, threshold=threshold, vmin=self.score_range[0],
@@ -958,12 +958,6 @@ class LandslideDock(QDockWidget):
     def closeEvent(self, event):  # noqa: N802 (Qt API)
         self.save_settings()
         super().closeEvent(event)
-
-
-def _threshold_of(result) -> float:
-    """A_ratio results carry ``threshold_db``, model results ``threshold`` (a probability)."""
-    value = getattr(result, "threshold_db", None)
-    return float(value if value is not None else result.threshold)
 
 
 def _aoi_from_rect(rect: QgsRectangle, crs: QgsCoordinateReferenceSystem, source: str):

@@ -8,8 +8,6 @@ import os
 import pytest
 from qgis.PyQt.QtCore import QDateTime, Qt
 
-from tests.unit.test_earthengine import offline_ee  # noqa: F401 (pytest fixture)
-
 from .conftest import wait_until
 
 
@@ -210,7 +208,7 @@ def test_both_methods_load_an_agreement_layer(dock, tmp_path, clean_project):
     assert dock.score_key == "a_ratio"
 
 
-def test_earthengine_source_lists_and_detects_with_a_fake_transport(dock, offline_ee, tmp_path):  # noqa: F811
+def test_earthengine_source_lists_and_detects_with_a_fake_transport(dock, offline_ee, tmp_path):
     from qgis.core import QgsCoordinateReferenceSystem, QgsRectangle
 
     from tests.unit.test_earthengine import AOI, EVENT, FakeTransport

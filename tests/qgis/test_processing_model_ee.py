@@ -163,27 +163,6 @@ def test_detect_model_errors(provider, tiny_model, tmp_path, monkeypatch):  # no
 
 
 @pytest.fixture
-def offline_ee():
-    """earthengine-api initialised without a server, as ee.apitestcase.ApiTestCase does (see test_earthengine)."""
-    ee = pytest.importorskip("ee", reason="earthengine-api is not installed")
-    from ee import apitestcase
-
-    saved = {n: getattr(ee.data, n) for n in ("getAlgorithms", "computeValue", "_install_cloud_api_resource")}
-    saved_stac = ee.deprecation._FetchDataCatalogStac
-    ee.Reset()
-    ee.data._install_cloud_api_resource = lambda: None
-    ee.data.getAlgorithms = apitestcase.GetAlgorithms
-    ee.data.computeValue = lambda x: pytest.fail("the real server was called (computeValue)")
-    ee.deprecation._FetchDataCatalogStac = lambda: {}
-    ee.Initialize(None, "", project="my-project")
-    yield ee
-    for n, f in saved.items():
-        setattr(ee.data, n, f)
-    ee.deprecation._FetchDataCatalogStac = saved_stac
-    ee._state.reset_state()
-
-
-@pytest.fixture
 def fake_transports(offline_ee, monkeypatch):
     """Every transport the algorithm asks for (through the test seam), in order."""
     from landslide_sar_plugin.processing import algorithms

@@ -19,7 +19,6 @@ from landslide_sar_plugin.core.grid import Grid, parse_aoi
 from landslide_sar_plugin.core.staging import Cancelled, DetectionError
 
 ee = pytest.importorskip("ee", reason="earthengine-api is not installed")
-from ee import apitestcase  # noqa: E402
 
 from landslide_sar_plugin.core.earthengine import auth, download, graph  # noqa: E402
 from landslide_sar_plugin.core.earthengine import run as eerun  # noqa: E402
@@ -30,24 +29,6 @@ SLIDE = (200, 360)  # metres from the AOI's west / north edge: a 16 x 16 px scar
 
 
 # --------------------------------------------------------------------------- offline ee
-
-
-@pytest.fixture
-def offline_ee():
-    """earthengine-api initialised without a server, exactly as ee.apitestcase.ApiTestCase does."""
-    saved = {n: getattr(ee.data, n) for n in ("getAlgorithms", "computeValue", "_install_cloud_api_resource")}
-    saved_stac = ee.deprecation._FetchDataCatalogStac
-    ee.Reset()
-    ee.data._install_cloud_api_resource = lambda: None
-    ee.data.getAlgorithms = apitestcase.GetAlgorithms
-    ee.data.computeValue = lambda x: pytest.fail("the real server was called (computeValue)")
-    ee.deprecation._FetchDataCatalogStac = lambda: {}
-    ee.Initialize(None, "", project="my-project")
-    yield ee
-    for n, f in saved.items():
-        setattr(ee.data, n, f)
-    ee.deprecation._FetchDataCatalogStac = saved_stac
-    ee._state.reset_state()
 
 
 def resolved(obj) -> dict:
