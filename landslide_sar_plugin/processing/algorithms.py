@@ -198,8 +198,48 @@ class _Base(QgsProcessingAlgorithm):
 THRESHOLD_MODES = ("fixed", "percentile")
 POLARISATIONS = ("VH", "VV", "both")
 
+_DOUBLE = QgsProcessingParameterNumber.Double
+# The parameters the detection algorithms share, by name: each entry makes a fresh definition from the name and
+# ``DetectParams.__dataclass_fields__`` (the defaults).  Same label, type, default and limits in every algorithm.
+_DETECT_PARAMETERS = {
+    "SCENES": lambda name, d: QgsProcessingParameterFile(
+        name, tr("Sentinel-1 scene folder"), behavior=QgsProcessingParameterFile.Folder),
+    "DEM": lambda name, d: QgsProcessingParameterRasterLayer(name, tr("DEM (elevation in metres)")),
+    "EVENT_TIME": lambda name, d: QgsProcessingParameterString(
+        name, tr("Event date-time (UTC, ISO-8601, e.g. 2018-09-05T18:07:59Z)")),
+    "EVENT_ID": lambda name, d: QgsProcessingParameterString(
+        name, tr("Event identifier (default: event_<date-time>)"), optional=True),
+    "AOI": lambda name, d: QgsProcessingParameterExtent(name, tr("Area of interest (extent)"), optional=True),
+    "AOI_LAYER": lambda name, d: QgsProcessingParameterVectorLayer(
+        name, tr("Area of interest (extent of a polygon layer; used when no extent is given)"),
+        [QgsProcessing.TypeVectorPolygon], optional=True),
+    "PRE_DAYS": lambda name, d: QgsProcessingParameterNumber(
+        name, tr("Pre-event window (days before the event)"), _DOUBLE, d["pre_days"].default, minValue=1),
+    "POST_DAYS": lambda name, d: QgsProcessingParameterNumber(
+        name, tr("Post-event window (days after the event)"), _DOUBLE, d["post_days"].default, minValue=1),
+    "POLARISATION": lambda name, d: QgsProcessingParameterEnum(
+        name, tr("Polarisation"), options=[tr("VH"), tr("VV"), tr("VV and VH averaged")],
+        defaultValue=POLARISATIONS.index(d["polarisation"].default)),
+    "SLOPE_MIN": lambda name, d: QgsProcessingParameterNumber(
+        name, tr("Minimum slope (degrees; 0 = no slope mask)"), _DOUBLE, d["slope_min_deg"].default, minValue=0,
+        maxValue=90),
+    "THRESHOLD": lambda name, d: QgsProcessingParameterNumber(
+        name, tr("Threshold (dB, A_ratio above it is a candidate)"), _DOUBLE, d["threshold_db"].default),
+    "MIN_AREA": lambda name, d: QgsProcessingParameterNumber(
+        name, tr("Minimum polygon area (m²)"), _DOUBLE, d["min_area_m2"].default, minValue=0),
+    "PIXEL_SIZE": lambda name, d: QgsProcessingParameterNumber(
+        name, tr("Output pixel size (m)"), _DOUBLE, d["pixel_size"].default, minValue=0.1),
+    "BLOCK_SIZE": lambda name, d: QgsProcessingParameterNumber(
+        name, tr("Processing block size (pixels; memory grows with its square)"),
+        QgsProcessingParameterNumber.Integer, d["block_size"].default, minValue=64),
+    "OUTPUT_FOLDER": lambda name, d: QgsProcessingParameterFolderDestination(name, tr("Output folder")),
+}
+_ADVANCED_DETECT_PARAMETERS = frozenset({"PIXEL_SIZE", "BLOCK_SIZE"})
 
-class DetectLandslidesAlgorithm(_Base):
+
+class _DetectBase(_Base):
+    """Parameter names, declarations, reading and outputs shared by the three detection algorithms."""
+
     SCENES = "SCENES"
     DEM = "DEM"
     EVENT_TIME = "EVENT_TIME"
@@ -210,9 +250,6 @@ class DetectLandslidesAlgorithm(_Base):
     POST_DAYS = "POST_DAYS"
     POLARISATION = "POLARISATION"
     SLOPE_MIN = "SLOPE_MIN"
-    THRESHOLD_MODE = "THRESHOLD_MODE"
-    THRESHOLD = "THRESHOLD"
-    PERCENTILE = "PERCENTILE"
     MIN_AREA = "MIN_AREA"
     PIXEL_SIZE = "PIXEL_SIZE"
     BLOCK_SIZE = "BLOCK_SIZE"
@@ -223,6 +260,92 @@ class DetectLandslidesAlgorithm(_Base):
     RUN_JSON = "RUN_JSON"
     N_CANDIDATES = "N_CANDIDATES"
     THRESHOLD_DB = "THRESHOLD_DB"
+
+    @staticmethod
+    def _defaults():
+        from ..core.detect import DetectParams
+
+        return DetectParams.__dataclass_fields__
+
+    def _add_shared(self, *names: str) -> None:
+        """Declare shared parameters (see ``_DETECT_PARAMETERS``), in the order given; grid ones are advanced."""
+        d = self._defaults()
+        for name in names:
+            param = _DETECT_PARAMETERS[name](name, d)
+            if name in _ADVANCED_DETECT_PARAMETERS:
+                self._advanced(param)
+            else:
+                self.addParameter(param)
+
+    def _add_ratio_outputs(self) -> None:
+        """The outputs of an A_ratio run (local or Earth Engine)."""
+        self.addOutput(QgsProcessingOutputRasterLayer(self.A_RATIO, tr("A_ratio (dB)")))
+        self.addOutput(QgsProcessingOutputRasterLayer(self.HEATMAP, tr("Landslide density heatmap")))
+        self.addOutput(QgsProcessingOutputVectorLayer(
+            self.CANDIDATES, tr("Candidate landslides"), QgsProcessing.TypeVectorPolygon))
+        self.addOutput(QgsProcessingOutputFile(self.RUN_JSON, tr("Run record (run.json)")))
+        self.addOutput(QgsProcessingOutputNumber(self.N_CANDIDATES, tr("Number of candidate polygons")))
+        self.addOutput(QgsProcessingOutputNumber(self.THRESHOLD_DB, tr("Threshold used (dB)")))
+
+    def _has(self, name: str) -> bool:
+        return self.parameterDefinition(name) is not None
+
+    def _detect_params(self, parameters, context, **overrides):
+        """The core ``DetectParams`` of the shared parameters this algorithm declares; ``overrides`` win.
+
+        The event time is parsed first (its error is the first reported); the area of interest is read from the
+        extent, else the polygon layer, unless given as ``aoi``.  Fields of parameters the algorithm does not
+        declare (polarisation, slope) keep the core defaults.
+        """
+        from ..core.catalog import parse_time
+        from ..core.detect import DetectParams
+
+        try:
+            event_time = parse_time(self.parameterAsString(parameters, self.EVENT_TIME, context))
+        except ValueError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        fields = {"event_time": event_time,
+                  "event_id": self.parameterAsString(parameters, self.EVENT_ID, context).strip()}
+        if "aoi" not in overrides:
+            fields["aoi"] = _aoi_parameter(self, parameters, context, self.AOI,
+                                           self.AOI_LAYER if self._has(self.AOI_LAYER) else None)
+        fields["pre_days"] = self.parameterAsDouble(parameters, self.PRE_DAYS, context)
+        fields["post_days"] = self.parameterAsDouble(parameters, self.POST_DAYS, context)
+        if self._has(self.POLARISATION):
+            fields["polarisation"] = POLARISATIONS[self.parameterAsEnum(parameters, self.POLARISATION, context)]
+        if self._has(self.SLOPE_MIN):
+            slope = self.parameterAsDouble(parameters, self.SLOPE_MIN, context)
+            fields["slope_min_deg"] = slope if slope > 0 else None
+        fields["min_area_m2"] = self.parameterAsDouble(parameters, self.MIN_AREA, context)
+        fields["pixel_size"] = self.parameterAsDouble(parameters, self.PIXEL_SIZE, context)
+        fields["block_size"] = self.parameterAsInt(parameters, self.BLOCK_SIZE, context)
+        fields.update(overrides)
+        return DetectParams(**fields)
+
+    def _ratio_results(self, result, params, context, feedback, a_ratio_label: str, candidates_label: str) -> dict:
+        """Report an A_ratio run, load its layers on completion and return the algorithm's outputs."""
+        feedback.pushInfo(tr("Threshold {:.3f} dB; {} candidate polygons").format(result.threshold_db,
+                                                                                   result.n_candidates))
+        files = result.files
+        event = result.run_info.get("event_id") or params.event_id or "event"
+        cand_uri = f"{files['candidates']}|layername=candidates"
+        _load_on_completion(context, str(files["a_ratio"]), a_ratio_label.format(event), self.A_RATIO, "raster")
+        _load_on_completion(context, cand_uri, candidates_label.format(event), self.CANDIDATES, "vector")
+        return {
+            self.OUTPUT_FOLDER: str(result.out_dir),
+            self.A_RATIO: str(files["a_ratio"]),
+            self.HEATMAP: str(files["heatmap"]),
+            self.CANDIDATES: cand_uri,
+            self.RUN_JSON: str(files["run"]),
+            self.N_CANDIDATES: result.n_candidates,
+            self.THRESHOLD_DB: float(result.threshold_db),
+        }
+
+
+class DetectLandslidesAlgorithm(_DetectBase):
+    THRESHOLD_MODE = "THRESHOLD_MODE"
+    THRESHOLD = "THRESHOLD"
+    PERCENTILE = "PERCENTILE"
 
     def name(self) -> str:
         return "detect_a_ratio"
@@ -251,89 +374,29 @@ class DetectLandslidesAlgorithm(_Base):
             "for review), run.json (inputs, scene ids, parameters, versions).\n\n") + tr(SYNTHETIC_NOTE)
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        from ..core.detect import DetectParams
-
-        d = DetectParams.__dataclass_fields__
-        self.addParameter(QgsProcessingParameterFile(
-            self.SCENES, tr("Sentinel-1 scene folder"), behavior=QgsProcessingParameterFile.Folder))
-        self.addParameter(QgsProcessingParameterRasterLayer(self.DEM, tr("DEM (elevation in metres)")))
-        self.addParameter(QgsProcessingParameterString(
-            self.EVENT_TIME, tr("Event date-time (UTC, ISO-8601, e.g. 2018-09-05T18:07:59Z)")))
-        self.addParameter(QgsProcessingParameterString(
-            self.EVENT_ID, tr("Event identifier (default: event_<date-time>)"), optional=True))
-        self.addParameter(QgsProcessingParameterExtent(self.AOI, tr("Area of interest (extent)"), optional=True))
-        self.addParameter(QgsProcessingParameterVectorLayer(
-            self.AOI_LAYER, tr("Area of interest (extent of a polygon layer; used when no extent is given)"),
-            [QgsProcessing.TypeVectorPolygon], optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.PRE_DAYS, tr("Pre-event window (days before the event)"), QgsProcessingParameterNumber.Double,
-            d["pre_days"].default, minValue=1))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.POST_DAYS, tr("Post-event window (days after the event)"), QgsProcessingParameterNumber.Double,
-            d["post_days"].default, minValue=1))
-        self.addParameter(QgsProcessingParameterEnum(
-            self.POLARISATION, tr("Polarisation"), options=[tr("VH"), tr("VV"), tr("VV and VH averaged")],
-            defaultValue=POLARISATIONS.index(d["polarisation"].default)))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.SLOPE_MIN, tr("Minimum slope (degrees; 0 = no slope mask)"), QgsProcessingParameterNumber.Double,
-            d["slope_min_deg"].default, minValue=0, maxValue=90))
+        self._add_shared(self.SCENES, self.DEM, self.EVENT_TIME, self.EVENT_ID, self.AOI, self.AOI_LAYER,
+                         self.PRE_DAYS, self.POST_DAYS, self.POLARISATION, self.SLOPE_MIN)
         self.addParameter(QgsProcessingParameterEnum(
             self.THRESHOLD_MODE, tr("Threshold rule"),
             options=[tr("Fixed threshold (dB)"), tr("Percentile of the valid pixels")], defaultValue=0))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.THRESHOLD, tr("Threshold (dB, A_ratio above it is a candidate)"),
-            QgsProcessingParameterNumber.Double, d["threshold_db"].default))
+        self._add_shared(self.THRESHOLD)
         self.addParameter(QgsProcessingParameterNumber(
             self.PERCENTILE, tr("Percentile (when the rule is 'percentile')"), QgsProcessingParameterNumber.Double,
             99.0, minValue=0.001, maxValue=99.999))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.MIN_AREA, tr("Minimum polygon area (m²)"), QgsProcessingParameterNumber.Double,
-            d["min_area_m2"].default, minValue=0))
-        self._advanced(QgsProcessingParameterNumber(
-            self.PIXEL_SIZE, tr("Output pixel size (m)"), QgsProcessingParameterNumber.Double,
-            d["pixel_size"].default, minValue=0.1))
-        self._advanced(QgsProcessingParameterNumber(
-            self.BLOCK_SIZE, tr("Processing block size (pixels; memory grows with its square)"),
-            QgsProcessingParameterNumber.Integer, d["block_size"].default, minValue=64))
-        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, tr("Output folder")))
-        self.addOutput(QgsProcessingOutputRasterLayer(self.A_RATIO, tr("A_ratio (dB)")))
-        self.addOutput(QgsProcessingOutputRasterLayer(self.HEATMAP, tr("Landslide density heatmap")))
-        self.addOutput(QgsProcessingOutputVectorLayer(
-            self.CANDIDATES, tr("Candidate landslides"), QgsProcessing.TypeVectorPolygon))
-        self.addOutput(QgsProcessingOutputFile(self.RUN_JSON, tr("Run record (run.json)")))
-        self.addOutput(QgsProcessingOutputNumber(self.N_CANDIDATES, tr("Number of candidate polygons")))
-        self.addOutput(QgsProcessingOutputNumber(self.THRESHOLD_DB, tr("Threshold used (dB)")))
-
-    def _aoi(self, parameters, context):
-        return _aoi_parameter(self, parameters, context, self.AOI, self.AOI_LAYER)
+        self._add_shared(self.MIN_AREA, self.PIXEL_SIZE, self.BLOCK_SIZE, self.OUTPUT_FOLDER)
+        self._add_ratio_outputs()
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        from ..core.catalog import parse_time
-        from ..core.detect import DetectParams, run_detection
+        from ..core.detect import run_detection
 
         scenes = self.parameterAsFile(parameters, self.SCENES, context)
         dem, _ = _layer_file(self.parameterAsRasterLayer(parameters, self.DEM, context), tr("The DEM"))
         out = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
-        try:
-            event_time = parse_time(self.parameterAsString(parameters, self.EVENT_TIME, context))
-        except ValueError as exc:
-            raise QgsProcessingException(str(exc)) from None
         mode = THRESHOLD_MODES[self.parameterAsEnum(parameters, self.THRESHOLD_MODE, context)]
-        slope = self.parameterAsDouble(parameters, self.SLOPE_MIN, context)
-        params = DetectParams(
-            event_time=event_time,
-            event_id=self.parameterAsString(parameters, self.EVENT_ID, context).strip(),
-            aoi=self._aoi(parameters, context),
-            pre_days=self.parameterAsDouble(parameters, self.PRE_DAYS, context),
-            post_days=self.parameterAsDouble(parameters, self.POST_DAYS, context),
-            polarisation=POLARISATIONS[self.parameterAsEnum(parameters, self.POLARISATION, context)],
-            slope_min_deg=slope if slope > 0 else None,
+        params = self._detect_params(
+            parameters, context,
             threshold_db=self.parameterAsDouble(parameters, self.THRESHOLD, context) if mode == "fixed" else None,
-            percentile=self.parameterAsDouble(parameters, self.PERCENTILE, context) if mode == "percentile" else None,
-            min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
-            pixel_size=self.parameterAsDouble(parameters, self.PIXEL_SIZE, context),
-            block_size=self.parameterAsInt(parameters, self.BLOCK_SIZE, context),
-        )
+            percentile=self.parameterAsDouble(parameters, self.PERCENTILE, context) if mode == "percentile" else None)
         fb = _Feedback(feedback)
         result = _core_call(run_detection, scenes, dem, out, params, progress=fb.progress,
                             is_cancelled=fb.is_cancelled)
@@ -342,22 +405,7 @@ class DetectLandslidesAlgorithm(_Base):
         if result.synthetic:
             feedback.pushInfo(tr("NOTE: the input scenes are SYNTHETIC (simulated); results are for trying the "
                                  "tool only."))
-        feedback.pushInfo(tr("Threshold {:.3f} dB; {} candidate polygons").format(result.threshold_db,
-                                                                                   result.n_candidates))
-        files = result.files
-        event = result.run_info.get("event_id") or params.event_id or "event"
-        cand_uri = f"{files['candidates']}|layername=candidates"
-        _load_on_completion(context, str(files["a_ratio"]), tr("A_ratio {}").format(event), self.A_RATIO, "raster")
-        _load_on_completion(context, cand_uri, tr("Candidates {}").format(event), self.CANDIDATES, "vector")
-        return {
-            self.OUTPUT_FOLDER: str(result.out_dir),
-            self.A_RATIO: str(files["a_ratio"]),
-            self.HEATMAP: str(files["heatmap"]),
-            self.CANDIDATES: cand_uri,
-            self.RUN_JSON: str(files["run"]),
-            self.N_CANDIDATES: result.n_candidates,
-            self.THRESHOLD_DB: float(result.threshold_db),
-        }
+        return self._ratio_results(result, params, context, feedback, tr("A_ratio {}"), tr("Candidates {}"))
 
 
 # --------------------------------------------------------------------------- (b) candidates from a raster
@@ -687,32 +735,15 @@ def _shipped_model() -> str | None:
     return str(path) if path.is_file() else None
 
 
-class DetectModelAlgorithm(_Base):
-    SCENES = "SCENES"
-    DEM = "DEM"
-    EVENT_TIME = "EVENT_TIME"
-    EVENT_ID = "EVENT_ID"
-    AOI = "AOI"
-    AOI_LAYER = "AOI_LAYER"
+class DetectModelAlgorithm(_DetectBase):
     MODEL = "MODEL"
     PROB_THRESHOLD = "PROB_THRESHOLD"
     AGREEMENT = "AGREEMENT"
-    PRE_DAYS = "PRE_DAYS"
-    POST_DAYS = "POST_DAYS"
-    MIN_AREA = "MIN_AREA"
     A_RATIO_THRESHOLD = "A_RATIO_THRESHOLD"
-    PIXEL_SIZE = "PIXEL_SIZE"
-    BLOCK_SIZE = "BLOCK_SIZE"
     CPU_ONLY = "CPU_ONLY"
-    OUTPUT_FOLDER = "OUTPUT_FOLDER"
     PROBABILITY = "PROBABILITY"
-    CANDIDATES = "CANDIDATES"
-    HEATMAP = "HEATMAP"
-    RUN_JSON = "RUN_JSON"
-    N_CANDIDATES = "N_CANDIDATES"
     THRESHOLD = "THRESHOLD"
     AGREEMENT_RASTER = "AGREEMENT_RASTER"
-    A_RATIO = "A_RATIO"
 
     def name(self) -> str:
         return "detect_model"
@@ -743,20 +774,8 @@ class DetectModelAlgorithm(_Base):
             "3 both.\n\n") + tr(SYNTHETIC_NOTE)
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        from ..core.detect import DetectParams
-
-        d = DetectParams.__dataclass_fields__
-        self.addParameter(QgsProcessingParameterFile(
-            self.SCENES, tr("Sentinel-1 scene folder"), behavior=QgsProcessingParameterFile.Folder))
-        self.addParameter(QgsProcessingParameterRasterLayer(self.DEM, tr("DEM (elevation in metres)")))
-        self.addParameter(QgsProcessingParameterString(
-            self.EVENT_TIME, tr("Event date-time (UTC, ISO-8601, e.g. 2018-09-05T18:07:59Z)")))
-        self.addParameter(QgsProcessingParameterString(
-            self.EVENT_ID, tr("Event identifier (default: event_<date-time>)"), optional=True))
-        self.addParameter(QgsProcessingParameterExtent(self.AOI, tr("Area of interest (extent)"), optional=True))
-        self.addParameter(QgsProcessingParameterVectorLayer(
-            self.AOI_LAYER, tr("Area of interest (extent of a polygon layer; used when no extent is given)"),
-            [QgsProcessing.TypeVectorPolygon], optional=True))
+        d = self._defaults()
+        self._add_shared(self.SCENES, self.DEM, self.EVENT_TIME, self.EVENT_ID, self.AOI, self.AOI_LAYER)
         self.addParameter(QgsProcessingParameterFile(
             self.MODEL, tr("Model file (ONNX; default: the model shipped with the plugin)"), extension="onnx",
             defaultValue=_shipped_model(), optional=True))
@@ -765,27 +784,17 @@ class DetectModelAlgorithm(_Base):
             QgsProcessingParameterNumber.Double, optional=True, minValue=0.0, maxValue=1.0))
         self.addParameter(QgsProcessingParameterBoolean(
             self.AGREEMENT, tr("Also run A_ratio and write the agreement layer"), False))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.PRE_DAYS, tr("Pre-event window (days before the event)"), QgsProcessingParameterNumber.Double,
-            d["pre_days"].default, minValue=1))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.POST_DAYS, tr("Post-event window (days after the event)"), QgsProcessingParameterNumber.Double,
-            d["post_days"].default, minValue=1))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.MIN_AREA, tr("Minimum polygon area (m²)"), QgsProcessingParameterNumber.Double,
-            d["min_area_m2"].default, minValue=0))
+        self._add_shared(self.PRE_DAYS, self.POST_DAYS, self.MIN_AREA)
         self._advanced(QgsProcessingParameterNumber(
             self.A_RATIO_THRESHOLD, tr("A_ratio threshold of the agreement run (dB)"),
             QgsProcessingParameterNumber.Double, d["threshold_db"].default))
         self._advanced(QgsProcessingParameterNumber(
             self.PIXEL_SIZE, tr("Output pixel size (m; must match the model's training pixel size)"),
             QgsProcessingParameterNumber.Double, d["pixel_size"].default, minValue=0.1))
-        self._advanced(QgsProcessingParameterNumber(
-            self.BLOCK_SIZE, tr("Processing block size (pixels; memory grows with its square)"),
-            QgsProcessingParameterNumber.Integer, d["block_size"].default, minValue=64))
+        self._add_shared(self.BLOCK_SIZE)
         self._advanced(QgsProcessingParameterBoolean(
             self.CPU_ONLY, tr("Run the model on the CPU even when a GPU is available"), False))
-        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, tr("Output folder")))
+        self._add_shared(self.OUTPUT_FOLDER)
         self.addOutput(QgsProcessingOutputRasterLayer(self.PROBABILITY, tr("Landslide probability")))
         self.addOutput(QgsProcessingOutputVectorLayer(
             self.CANDIDATES, tr("Candidate landslides"), QgsProcessing.TypeVectorPolygon))
@@ -798,8 +807,7 @@ class DetectModelAlgorithm(_Base):
         self.addOutput(QgsProcessingOutputRasterLayer(self.A_RATIO, tr("A_ratio (dB) of the agreement run")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        from ..core.catalog import parse_time
-        from ..core.detect import DetectParams, run_detection
+        from ..core.detect import run_detection
         from ..core.detect_model import run_model_detection, write_agreement
         from ..core.model import ModelError, require_onnxruntime
 
@@ -817,25 +825,12 @@ class DetectModelAlgorithm(_Base):
         scenes = self.parameterAsFile(parameters, self.SCENES, context)
         dem, _ = _layer_file(self.parameterAsRasterLayer(parameters, self.DEM, context), tr("The DEM"))
         out = Path(self.parameterAsString(parameters, self.OUTPUT_FOLDER, context))
-        try:
-            event_time = parse_time(self.parameterAsString(parameters, self.EVENT_TIME, context))
-        except ValueError as exc:
-            raise QgsProcessingException(str(exc)) from None
         threshold = None
         if parameters.get(self.PROB_THRESHOLD) not in (None, ""):
             threshold = self.parameterAsDouble(parameters, self.PROB_THRESHOLD, context)
         agreement = self.parameterAsBoolean(parameters, self.AGREEMENT, context)
-        params = DetectParams(
-            event_time=event_time,
-            event_id=self.parameterAsString(parameters, self.EVENT_ID, context).strip(),
-            aoi=_aoi_parameter(self, parameters, context, self.AOI, self.AOI_LAYER),
-            pre_days=self.parameterAsDouble(parameters, self.PRE_DAYS, context),
-            post_days=self.parameterAsDouble(parameters, self.POST_DAYS, context),
-            threshold_db=self.parameterAsDouble(parameters, self.A_RATIO_THRESHOLD, context),
-            min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
-            pixel_size=self.parameterAsDouble(parameters, self.PIXEL_SIZE, context),
-            block_size=self.parameterAsInt(parameters, self.BLOCK_SIZE, context),
-        )
+        params = self._detect_params(
+            parameters, context, threshold_db=self.parameterAsDouble(parameters, self.A_RATIO_THRESHOLD, context))
         fb = _Feedback(feedback)
         # The model runs first: its file and its fit to the scenes are checked before any other work.
         model_dir = out / "model" if agreement else out
@@ -895,31 +890,14 @@ def _ee_project_setting() -> str:
     return str(QgsSettings().value(EE_PROJECT_SETTING, "", type=str) or "")
 
 
-class DetectEarthEngineAlgorithm(_Base):
-    AOI = "AOI"
-    EVENT_TIME = "EVENT_TIME"
-    EVENT_ID = "EVENT_ID"
+class DetectEarthEngineAlgorithm(_DetectBase):
     PROJECT = "PROJECT"
     MODE = "MODE"
     ORBIT = "ORBIT_PASS"  # attribute not named *PASS*: bandit B105 reads it as a password
-    PRE_DAYS = "PRE_DAYS"
-    POST_DAYS = "POST_DAYS"
-    POLARISATION = "POLARISATION"
-    SLOPE_MIN = "SLOPE_MIN"
     THRESHOLD = "THRESHOLD"
-    MIN_AREA = "MIN_AREA"
-    PIXEL_SIZE = "PIXEL_SIZE"
-    BLOCK_SIZE = "BLOCK_SIZE"
     SERVICE_ACCOUNT_KEY = "SERVICE_ACCOUNT_KEY"
     CACHE_FOLDER = "CACHE_FOLDER"
     NO_CACHE = "NO_CACHE"
-    OUTPUT_FOLDER = "OUTPUT_FOLDER"
-    A_RATIO = "A_RATIO"
-    CANDIDATES = "CANDIDATES"
-    HEATMAP = "HEATMAP"
-    RUN_JSON = "RUN_JSON"
-    N_CANDIDATES = "N_CANDIDATES"
-    THRESHOLD_DB = "THRESHOLD_DB"
 
     def name(self) -> str:
         return "detect_earthengine"
@@ -949,14 +927,8 @@ class DetectEarthEngineAlgorithm(_Base):
             "are cached in the user cache folder unless switched off.")
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        from ..core.detect import DetectParams
-
-        d = DetectParams.__dataclass_fields__
-        self.addParameter(QgsProcessingParameterExtent(self.AOI, tr("Area of interest (extent)")))
-        self.addParameter(QgsProcessingParameterString(
-            self.EVENT_TIME, tr("Event date-time (UTC, ISO-8601, e.g. 2018-09-05T18:07:59Z)")))
-        self.addParameter(QgsProcessingParameterString(
-            self.EVENT_ID, tr("Event identifier (default: event_<date-time>)"), optional=True))
+        self.addParameter(QgsProcessingParameterExtent(self.AOI, tr("Area of interest (extent)")))  # required here
+        self._add_shared(self.EVENT_TIME, self.EVENT_ID)
         self.addParameter(QgsProcessingParameterString(
             self.PROJECT, tr("Google Cloud project id (registered for Earth Engine)"),
             defaultValue=_ee_project_setting(), optional=True))
@@ -966,30 +938,8 @@ class DetectEarthEngineAlgorithm(_Base):
         self.addParameter(QgsProcessingParameterEnum(
             self.ORBIT, tr("Orbit pass"), options=[tr("Both"), tr("Ascending"), tr("Descending")],
             defaultValue=0))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.PRE_DAYS, tr("Pre-event window (days before the event)"), QgsProcessingParameterNumber.Double,
-            d["pre_days"].default, minValue=1))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.POST_DAYS, tr("Post-event window (days after the event)"), QgsProcessingParameterNumber.Double,
-            d["post_days"].default, minValue=1))
-        self.addParameter(QgsProcessingParameterEnum(
-            self.POLARISATION, tr("Polarisation"), options=[tr("VH"), tr("VV"), tr("VV and VH averaged")],
-            defaultValue=POLARISATIONS.index(d["polarisation"].default)))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.SLOPE_MIN, tr("Minimum slope (degrees; 0 = no slope mask)"), QgsProcessingParameterNumber.Double,
-            d["slope_min_deg"].default, minValue=0, maxValue=90))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.THRESHOLD, tr("Threshold (dB, A_ratio above it is a candidate)"),
-            QgsProcessingParameterNumber.Double, d["threshold_db"].default))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.MIN_AREA, tr("Minimum polygon area (m²)"), QgsProcessingParameterNumber.Double,
-            d["min_area_m2"].default, minValue=0))
-        self._advanced(QgsProcessingParameterNumber(
-            self.PIXEL_SIZE, tr("Output pixel size (m)"), QgsProcessingParameterNumber.Double,
-            d["pixel_size"].default, minValue=0.1))
-        self._advanced(QgsProcessingParameterNumber(
-            self.BLOCK_SIZE, tr("Processing block size (pixels; memory grows with its square)"),
-            QgsProcessingParameterNumber.Integer, d["block_size"].default, minValue=64))
+        self._add_shared(self.PRE_DAYS, self.POST_DAYS, self.POLARISATION, self.SLOPE_MIN, self.THRESHOLD,
+                         self.MIN_AREA, self.PIXEL_SIZE, self.BLOCK_SIZE)
         self._advanced(QgsProcessingParameterFile(
             self.SERVICE_ACCOUNT_KEY, tr("Service-account JSON key (instead of the user's sign-in)"),
             extension="json", optional=True))
@@ -997,42 +947,18 @@ class DetectEarthEngineAlgorithm(_Base):
             self.CACHE_FOLDER, tr("Download cache folder (default: the user cache folder)"),
             behavior=QgsProcessingParameterFile.Folder, optional=True))
         self._advanced(QgsProcessingParameterBoolean(self.NO_CACHE, tr("Do not cache downloads"), False))
-        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, tr("Output folder")))
-        self.addOutput(QgsProcessingOutputRasterLayer(self.A_RATIO, tr("A_ratio (dB)")))
-        self.addOutput(QgsProcessingOutputRasterLayer(self.HEATMAP, tr("Landslide density heatmap")))
-        self.addOutput(QgsProcessingOutputVectorLayer(
-            self.CANDIDATES, tr("Candidate landslides"), QgsProcessing.TypeVectorPolygon))
-        self.addOutput(QgsProcessingOutputFile(self.RUN_JSON, tr("Run record (run.json)")))
-        self.addOutput(QgsProcessingOutputNumber(self.N_CANDIDATES, tr("Number of candidate polygons")))
-        self.addOutput(QgsProcessingOutputNumber(self.THRESHOLD_DB, tr("Threshold used (dB)")))
+        self._add_shared(self.OUTPUT_FOLDER)
+        self._add_ratio_outputs()
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        from ..core.catalog import parse_time
-        from ..core.detect import DetectParams
         from ..core.earthengine import MODES, run_earthengine_detection
 
         aoi = _aoi_parameter(self, parameters, context, self.AOI)
         if aoi is None:
             raise QgsProcessingException(tr("Earth Engine needs an area of interest: give an extent"))
         out = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
-        try:
-            event_time = parse_time(self.parameterAsString(parameters, self.EVENT_TIME, context))
-        except ValueError as exc:
-            raise QgsProcessingException(str(exc)) from None
-        slope = self.parameterAsDouble(parameters, self.SLOPE_MIN, context)
-        params = DetectParams(
-            event_time=event_time,
-            event_id=self.parameterAsString(parameters, self.EVENT_ID, context).strip(),
-            aoi=aoi,
-            pre_days=self.parameterAsDouble(parameters, self.PRE_DAYS, context),
-            post_days=self.parameterAsDouble(parameters, self.POST_DAYS, context),
-            polarisation=POLARISATIONS[self.parameterAsEnum(parameters, self.POLARISATION, context)],
-            slope_min_deg=slope if slope > 0 else None,
-            threshold_db=self.parameterAsDouble(parameters, self.THRESHOLD, context),
-            min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
-            pixel_size=self.parameterAsDouble(parameters, self.PIXEL_SIZE, context),
-            block_size=self.parameterAsInt(parameters, self.BLOCK_SIZE, context),
-        )
+        params = self._detect_params(parameters, context, aoi=aoi,
+                                     threshold_db=self.parameterAsDouble(parameters, self.THRESHOLD, context))
         cache_dir = False if self.parameterAsBoolean(parameters, self.NO_CACHE, context) else (
             self.parameterAsFile(parameters, self.CACHE_FOLDER, context) or None)
         transport = EARTHENGINE_TRANSPORT_FACTORY() if EARTHENGINE_TRANSPORT_FACTORY is not None else None
@@ -1049,24 +975,8 @@ class DetectEarthEngineAlgorithm(_Base):
             feedback.pushWarning(warning)
         for line in result.selection.summary_lines():
             feedback.pushInfo(line)
-        feedback.pushInfo(tr("Threshold {:.3f} dB; {} candidate polygons").format(result.threshold_db,
-                                                                                   result.n_candidates))
-        files = result.files
-        event = result.run_info.get("event_id") or params.event_id or "event"
-        cand_uri = f"{files['candidates']}|layername=candidates"
-        _load_on_completion(context, str(files["a_ratio"]), tr("A_ratio {} (Earth Engine)").format(event),
-                            self.A_RATIO, "raster")
-        _load_on_completion(context, cand_uri, tr("Candidates {} (Earth Engine)").format(event), self.CANDIDATES,
-                            "vector")
-        return {
-            self.OUTPUT_FOLDER: str(result.out_dir),
-            self.A_RATIO: str(files["a_ratio"]),
-            self.HEATMAP: str(files["heatmap"]),
-            self.CANDIDATES: cand_uri,
-            self.RUN_JSON: str(files["run"]),
-            self.N_CANDIDATES: result.n_candidates,
-            self.THRESHOLD_DB: float(result.threshold_db),
-        }
+        return self._ratio_results(result, params, context, feedback, tr("A_ratio {} (Earth Engine)"),
+                                   tr("Candidates {} (Earth Engine)"))
 
 
 ALGORITHMS: list = [
