@@ -268,6 +268,8 @@ def prepare_run(
     recipe's); ``check_catalog(catalog)`` may raise before the stacks are
     selected (the model run checks that the scenes can feed the model).
     """
+    if not Path(dem).is_file():
+        raise DetectionError(f"DEM file {dem} does not exist")
     prog(0.0, "reading the scene catalogue")
     try:
         catalog = cat.read_catalog(scenes_dir)
@@ -363,8 +365,6 @@ def run_detection(
     prog = Progress(progress, is_cancelled)
     out = Path(out_dir)
     dem = Path(dem_path)
-    if not dem.is_file():
-        raise DetectionError(f"DEM file {dem} does not exist")
 
     prog.stage(0.0, 0.02)
     prep = prepare_run(scenes_dir, dem, params, prog)

@@ -204,8 +204,6 @@ def run_model_detection(
     prog = Progress(progress, is_cancelled)
     out = Path(out_dir)
     dem = Path(dem_path)
-    if not dem.is_file():
-        raise DetectionError(f"DEM file {dem} does not exist")
 
     prog.stage(0.0, 0.02)
     prog(0.0, "checking the model")

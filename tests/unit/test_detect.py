@@ -325,3 +325,9 @@ def test_cli_earthengine_source_needs_aoi_and_project(tmp_path, capsys):
 def test_cli_local_source_needs_scenes_and_dem(tmp_path, capsys):
     code, _, err = run_cli(capsys, "--event", "2018-09-06", "--out", tmp_path / "o")
     assert code == 1 and "--scenes DIR and --dem FILE are needed" in err
+
+
+def test_missing_dem_is_refused_before_anything_is_written(scene_dir, tmp_path):
+    with pytest.raises(DetectionError, match="DEM file .*nope.tif does not exist"):
+        run_detection(scene_dir, tmp_path / "nope.tif", tmp_path / "out", params())
+    assert not (tmp_path / "out").exists()
