@@ -28,7 +28,6 @@ import datetime as dt
 import logging
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +42,6 @@ from . import composite, terrain
 from .candidates import ThresholdSpec, threshold_and_vectorise
 from .grid import Aoi, Grid, GridError, RasterOnGrid, footprint, grid_from_bounds, overlap_fraction
 from .staging import (  # noqa: F401 (Cancelled and DetectionError are part of this module's API)
-    GDAL_CACHE_MB,
     CancelFn,
     Cancelled,
     DetectionError,
@@ -52,9 +50,8 @@ from .staging import (  # noqa: F401 (Cancelled and DetectionError are part of t
     StagedRaster,
     crop,
     finish_staged,
-    new_staging,
+    run_staged,
     versions,
-    write_json,
 )
 from .version import __version__
 
@@ -371,22 +368,8 @@ def run_detection(
     catalog, selection, grid, warnings = prep.catalog, prep.selection, prep.grid, prep.warnings
     timings["catalogue_s"] = time.perf_counter() - t_start
 
-    staging = new_staging(out)
-    try:
-        # GDAL's block cache would otherwise grow to 5 % of RAM; the engine's memory is meant to be
-        # set by the block size, so cap it (megabytes).
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-            result = _run_staged(scenes_dir, dem, out, staging, params, catalog, selection, grid, warnings,
-                                 timings, prog)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    timings["total_s"] = time.perf_counter() - t_start
-    result.timings_s = timings
-    result.run_info["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
-    write_json(out / "run.json", result.run_info)
-    result.files["run"] = out / "run.json"
-    return result
+    return run_staged(out, lambda staging: _run_staged(scenes_dir, dem, out, staging, params, catalog, selection,
+                                                      grid, warnings, timings, prog), timings, t_start)
 
 
 def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectParams, catalog: cat.Catalog,

@@ -52,7 +52,6 @@ from .inference import BlockPlan, TileCache, TiledModel, block_plans, combine_pa
 from .model import ModelError, ModelInfo, check_model_fits, read_model_info, require_onnxruntime
 from .recipes import CURVATURE_RADIUS_M, CURVATURE_SIGMA_M, Recipe, RecipeError, build_composite
 from .staging import (
-    GDAL_CACHE_MB,
     CancelFn,
     DetectionError,
     Progress,
@@ -62,8 +61,8 @@ from .staging import (
     finish_staged,
     new_staging,
     publish,
+    run_staged,
     versions,
-    write_json,
 )
 from .version import __version__
 
@@ -221,21 +220,10 @@ def run_model_detection(
     tracks = _tracks_for_model(info, recipe, prep.selection, prep.grid.pixel_size, warnings)
     timings["catalogue_s"] = time.perf_counter() - t_start
 
-    staging = new_staging(out)
-    try:
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-            result = _run_staged(scenes_dir, dem, out, staging, params, prep, tracks, model, recipe,
-                                 layover_masks or {}, info.threshold if threshold is None else float(threshold),
-                                 timings, prog)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    timings["total_s"] = time.perf_counter() - t_start
-    result.timings_s = timings
-    result.run_info["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
-    write_json(out / "run.json", result.run_info)
-    result.files["run"] = out / "run.json"
-    return result
+    run_threshold = info.threshold if threshold is None else float(threshold)
+    return run_staged(out, lambda staging: _run_staged(scenes_dir, dem, out, staging, params, prep, tracks, model,
+                                                      recipe, layover_masks or {}, run_threshold, timings, prog),
+                      timings, t_start)
 
 
 def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectParams, prep, tracks, model,

@@ -100,6 +100,32 @@ def finish_staged(staged: dict[str, StagedRaster], staging: Path, out_dir: Path,
     return final
 
 
+def run_staged(out_dir: Path, body: Callable[[Path], object], timings: dict[str, float], t_start: float):
+    """Run ``body(staging)`` inside a fresh staging folder of ``out_dir`` and finish the run.
+
+    ``body`` converts and publishes its own outputs and returns a result with
+    ``timings_s``, ``run_info`` and ``files``.  GDAL's block cache is capped
+    meanwhile, so memory follows the block size; on any failure (or cancel)
+    the staging folder is removed.  On success the total time is recorded and
+    ``run.json`` is written last, so its presence marks a complete run.
+    """
+    import time
+
+    staging = new_staging(out_dir)
+    try:
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+            result = body(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    timings["total_s"] = time.perf_counter() - t_start
+    result.timings_s = timings
+    result.run_info["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
+    write_json(out_dir / "run.json", result.run_info)
+    result.files["run"] = out_dir / "run.json"
+    return result
+
+
 def write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
     tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
