@@ -1,4 +1,4 @@
-"""Tests of the synthetic Sentinel-1 event simulator (core/simulate.py and the ``simulate`` command)."""
+"""Tests of the synthetic Sentinel-1 event simulator (core/simulate/__init__.py and the ``simulate`` command)."""
 
 from __future__ import annotations
 
@@ -407,7 +407,7 @@ def test_cli_bad_input_exits_nonzero_with_one_line(tmp_path, capsys):
 
 
 def test_sample_scene_is_shipped_and_synthetic():
-    root = Path(sim.__file__).resolve().parent.parent / "sample_data"
+    root = Path(sim.__file__).resolve().parents[2] / "sample_data"
     doc = json.loads((root / "event.json").read_text())
     assert doc["synthetic"] is True
     assert doc["config"] == sim.sample_config(doc["seed"]).resolved().to_dict()

@@ -131,8 +131,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .gpkg import Feature, write_features
-from .raster_io import write_geotiff
+from ..gpkg import Feature, write_features
+from ..raster_io import write_geotiff
 
 GENERATOR_VERSION = "1.0.0"
 """Bumped whenever the same configuration would give different files."""
