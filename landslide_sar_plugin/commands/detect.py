@@ -45,6 +45,12 @@ def _range(text: str):
     return parse_time(parts[0]), parse_time(parts[1])
 
 
+def _default_rule() -> str:
+    from ..core.detect import default_rule_text
+
+    return default_rule_text()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..core.detect import DetectParams
 
@@ -138,10 +144,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ex = th.add_mutually_exclusive_group()
     ex.add_argument("--threshold", type=float, metavar="DB",
                     help=f"fixed A_ratio threshold in dB, exceedance is ratio > DB "
-                         f"(default: {default('threshold_db'):g} dB when no --percentile)")
+                         f"(default rule: {_default_rule()})")
     ex.add_argument("--percentile", type=float, metavar="P",
                     help="threshold at the exact P-th percentile of the masked ratio instead "
                          "(Handwerger et al. 2022 used 99)")
+    ex.add_argument("--k-sigma", type=float, metavar="K",
+                    help="threshold at the median of the masked ratio plus K robust standard deviations "
+                         "(1.4826 x MAD) of it: scaled to the scene's own noise level")
+    th.add_argument("--detrend", type=float, default=default("detrend_radius_m"), metavar="M",
+                    help="remove the broad background change before thresholding: subtract the ratio's local "
+                         "median within M metres (0 = off)")
     th.add_argument("--smooth-ratio", type=float, default=default("ratio_sigma_m"), metavar="M",
                     help="Gaussian smoothing of the ratio before thresholding, sigma in metres (0 = off)")
     th.add_argument("--min-area", type=float, default=default("min_area_m2"), metavar="M2",
@@ -180,12 +192,9 @@ class _ProgressBar:
 
 def params_from_args(args):
     from ..core.catalog import parse_time
-    from ..core.detect import DetectParams
+    from ..core.detect import DetectParams, threshold_rule_fields
     from ..core.grid import parse_aoi
 
-    threshold_db = args.threshold
-    if threshold_db is None and args.percentile is None:
-        threshold_db = DetectParams.__dataclass_fields__["threshold_db"].default
     return DetectParams(
         event_time=parse_time(args.event),
         pre_days=args.pre_days,
@@ -205,8 +214,8 @@ def params_from_args(args):
         curv_sigma_m=args.curv_sigma,
         curv_radius_m=args.curv_radius,
         water_mask=args.water_mask,
-        threshold_db=threshold_db,
-        percentile=args.percentile,
+        **threshold_rule_fields(args.threshold, args.percentile, args.k_sigma),
+        detrend_radius_m=args.detrend,
         ratio_sigma_m=args.smooth_ratio,
         ratio_radius_m=2 * args.smooth_ratio,
         min_area_m2=args.min_area,

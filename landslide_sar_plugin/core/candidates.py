@@ -11,6 +11,7 @@ computed in bounded memory, and the polygons are traced by GDAL from a staged
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,14 +39,20 @@ REPORT_PERCENTILES = (80.0, 90.0, 95.0, 99.0)
 
 @dataclass
 class ThresholdSpec:
-    """How a score raster becomes candidates.  Exactly one of ``threshold``/``percentile``.
+    """How a score raster becomes candidates.  Exactly one of ``threshold``/``percentile``/``k_sigma``.
 
     ``threshold`` is in the score's units (dB for A_ratio, 0..1 for a
-    probability); exceedance is ``score > threshold``.  Distances in metres.
+    probability); ``percentile`` takes the exact percentile of the valid
+    scores; ``k_sigma`` scales the threshold to the scene's own noise:
+    ``center + k_sigma * sigma`` with ``center`` the median of the valid scores
+    and ``sigma = 1.4826 * MAD`` (the robust standard deviation), so a dry and a
+    wet season, a 10 m and a 30 m product get the same false-alarm share.
+    Exceedance is ``score > threshold``.  Distances in metres.
     """
 
     threshold: float | None = None
     percentile: float | None = None
+    k_sigma: float | None = None
     smooth_sigma_m: float = 0.0
     smooth_radius_m: float = 0.0
     min_area_m2: float = 500.0
@@ -56,17 +63,46 @@ class ThresholdSpec:
     block_size: int = 1024
 
     def validate(self) -> None:
-        if (self.threshold is None) == (self.percentile is None):
-            raise DetectionError("give exactly one of a fixed threshold or a percentile")
+        given = [v for v in (self.threshold, self.percentile, self.k_sigma) if v is not None]
+        if len(given) != 1:
+            raise DetectionError("give exactly one of a fixed threshold, a percentile or a noise multiple (k sigma)")
+        if not math.isfinite(given[0]):
+            raise DetectionError(f"the threshold must be a finite number, not {given[0]}")
         if self.percentile is not None and not 0 < self.percentile < 100:
             raise DetectionError(f"the percentile must lie strictly between 0 and 100, not {self.percentile}")
+        if self.k_sigma is not None and not 0 < self.k_sigma <= 20:
+            raise DetectionError(f"the noise multiple k must lie in (0, 20] (robust standard deviations), "
+                                 f"not {self.k_sigma}")
         if self.min_area_m2 < 0 or self.heatmap_radius_m < 0 or self.smooth_sigma_m < 0:
             raise DetectionError("areas, radii and smoothing must not be negative")
 
     def rule(self) -> str:
         if self.threshold is not None:
             return f"fixed {self.threshold:g} {self.units}"
-        return f"percentile p{self.percentile:g} of the valid scores (exact)"
+        if self.percentile is not None:
+            return f"percentile p{self.percentile:g} of the valid scores (exact)"
+        return f"noise-scaled: median + {self.k_sigma:g} x robust sigma (1.4826 MAD) of the valid scores"
+
+
+ROBUST_SIGMA_PER_MAD = 1.4826  # sigma of a normal distribution per unit of median absolute deviation
+
+
+def noise_level(blocks, center: float | None = None) -> dict[str, float]:
+    """Median and robust sigma (1.4826 x MAD) of the finite values of a block stream (exact).
+
+    ``blocks``: a zero-argument callable returning a fresh iterator of arrays;
+    ``center``: their median when already known.  Raises ValueError when no
+    value is finite.
+    """
+    if center is None:
+        center = float(threshold.exact_percentile(blocks, 50.0))
+
+    def deviations():
+        for b in blocks():
+            yield np.abs(np.asarray(b, np.float64) - center)
+
+    mad = float(threshold.exact_percentile(deviations, 50.0))
+    return {"center": center, "sigma": ROBUST_SIGMA_PER_MAD * mad}
 
 
 @dataclass
@@ -79,6 +115,7 @@ class CandidateStage:
     features: list
     gpkg: Path
     timings_s: dict[str, float] = field(default_factory=dict)
+    noise: dict[str, float] | None = None  # {"center", "sigma"} in score units (k_sigma rule)
 
 
 def grid_of(path: str | Path) -> Grid:
@@ -107,8 +144,9 @@ def threshold_and_vectorise(score_path: Path, staging: Path, grid: Grid, spec: T
         smoothed = _smoothed(score_path, staging, grid, spec, prog)
         work_path = smoothed.path
     report_q = list(REPORT_PERCENTILES)
-    if spec.percentile is not None and spec.percentile not in report_q:
-        report_q.append(spec.percentile)
+    for q in (spec.percentile, 50.0 if spec.units == "dB" or spec.k_sigma is not None else None):
+        if q is not None and q not in report_q:
+            report_q.append(q)
 
     def blocks():
         with rasterio.open(work_path) as src:
@@ -121,7 +159,13 @@ def threshold_and_vectorise(score_path: Path, staging: Path, grid: Grid, spec: T
     except ValueError:
         raise DetectionError(empty_message) from None
     percentiles = {f"p{q:g}": float(v) for q, v in zip(report_q, np.atleast_1d(values))}
-    thr = spec.threshold if spec.threshold is not None else percentiles[f"p{spec.percentile:g}"]
+    # The noise level is recorded for every dB score, whatever the rule, so the dock can show any
+    # threshold as a multiple of it.
+    noise = noise_level(blocks, percentiles["p50"]) if "p50" in percentiles else None
+    if spec.k_sigma is not None:
+        thr = noise["center"] + spec.k_sigma * noise["sigma"]
+    else:
+        thr = spec.threshold if spec.threshold is not None else percentiles[f"p{spec.percentile:g}"]
     timings["threshold_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -169,7 +213,7 @@ def threshold_and_vectorise(score_path: Path, staging: Path, grid: Grid, spec: T
                    + f"{spec.method} candidates, threshold {thr:.4g} {unit}, event {spec.event_id}")
     timings["candidates_s"] = time.perf_counter() - t0
     prog(1.0, f"{len(features)} candidate polygons")
-    return CandidateStage(thr, percentiles, rasters, features, gpkg_path, timings)
+    return CandidateStage(thr, percentiles, rasters, features, gpkg_path, timings, noise)
 
 
 def _smoothed(score_path: Path, staging: Path, grid: Grid, spec: ThresholdSpec, prog: Progress) -> StagedRaster:
@@ -255,6 +299,7 @@ def candidates_from_score(score_path: str | Path, out_dir: str | Path, spec: Thr
         raise
     info = {"score": str(score.resolve()), "spec": asdict(spec), "threshold": stage.threshold,
             "threshold_rule": spec.rule(), "percentiles": stage.percentiles, "n_candidates": len(stage.features),
+            "noise": stage.noise,
             "synthetic_input": synthetic, "versions": versions(),
             "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     write_json(out / f"{prefix}candidates.json", info)

@@ -38,7 +38,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from . import catalog as cat
-from . import composite, terrain
+from . import composite, detrend, terrain
 from .candidates import ThresholdSpec, threshold_and_vectorise
 from .grid import Aoi, Grid, GridError, RasterOnGrid, footprint, grid_from_bounds, overlap_fraction
 from .staging import (  # noqa: F401 (Cancelled and DetectionError are part of this module's API)
@@ -89,6 +89,8 @@ class DetectParams:
     water_mask: str | None = None
     threshold_db: float | None = 1.25
     percentile: float | None = None
+    k_sigma: float | None = None
+    detrend_radius_m: float = 0.0
     ratio_sigma_m: float = 0.0
     ratio_radius_m: float = 0.0
     min_area_m2: float = 500.0
@@ -101,14 +103,18 @@ class DetectParams:
             raise DetectionError("the event time needs a time zone; give it in UTC, e.g. 2018-09-06T03:08Z")
         if self.polarisation not in POLARISATION_CHOICES:
             raise DetectionError(f"polarisation must be one of {', '.join(POLARISATION_CHOICES)}")
-        if (self.threshold_db is None) == (self.percentile is None):
-            raise DetectionError("give exactly one of a fixed threshold (dB) or a percentile")
+        rules = [v for v in (self.threshold_db, self.percentile, self.k_sigma) if v is not None]
+        if len(rules) != 1:
+            raise DetectionError("give exactly one threshold rule: a fixed threshold (dB), a percentile, "
+                                 "or a multiple k of the scene's noise level")
+        if not math.isfinite(rules[0]):
+            raise DetectionError(f"the threshold must be a finite number, not {rules[0]}")
         if self.percentile is not None and not 0 < self.percentile < 100:
             raise DetectionError(f"the percentile must lie strictly between 0 and 100, not {self.percentile}")
         for name in ("pre_days", "post_days", "pixel_size", "block_size"):
             if getattr(self, name) <= 0:
                 raise DetectionError(f"{name.replace('_', '-')} must be positive, not {getattr(self, name)}")
-        for name in ("speckle_sigma_m", "ratio_sigma_m", "min_area_m2", "heatmap_radius_m"):
+        for name in ("speckle_sigma_m", "ratio_sigma_m", "min_area_m2", "heatmap_radius_m", "detrend_radius_m"):
             if getattr(self, name) < 0:
                 raise DetectionError(f"{name.replace('_', '-')} must not be negative")
         if self.block_size < 64:
@@ -130,6 +136,34 @@ class DetectParams:
                      "polygon": v.geometries is not None}
             out[f.name] = v
         return out
+
+
+RULE_FIELDS = ("threshold_db", "percentile", "k_sigma")
+
+
+def threshold_rule_fields(threshold_db: float | None = None, percentile: float | None = None,
+                          k_sigma: float | None = None) -> dict:
+    """The threshold-rule fields of :class:`DetectParams`: the rule given, or the default rule if none is.
+
+    Exactly one of the three may be given (the command line, Processing and the
+    dock offer them as alternatives); the others become None.
+    """
+    given = {k: v for k, v in zip(RULE_FIELDS, (threshold_db, percentile, k_sigma)) if v is not None}
+    if len(given) > 1:
+        raise DetectionError("give only one threshold rule: a fixed threshold, a percentile or k sigma")
+    if given:
+        return {k: given.get(k) for k in RULE_FIELDS}
+    return {k: DetectParams.__dataclass_fields__[k].default for k in RULE_FIELDS}
+
+
+def default_rule_text() -> str:
+    """The default threshold rule in words (for help texts)."""
+    d = threshold_rule_fields()
+    if d["k_sigma"] is not None:
+        return f"median + {d['k_sigma']:g} x robust sigma of the masked ratio"
+    if d["percentile"] is not None:
+        return f"percentile p{d['percentile']:g} of the masked ratio"
+    return f"fixed {d['threshold_db']:g} dB"
 
 
 @dataclass
@@ -436,14 +470,21 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
             s.close()
     timings["composites_ratio_s"] = time.perf_counter() - t0
 
+    if params.detrend_radius_m > 0:
+        t0 = time.perf_counter()
+        prog.stage(0.70, 0.74)
+        _detrend_a_ratio(staged, staging, grid, params, tags, prog)
+        timings["detrend_s"] = time.perf_counter() - t0
+
     # ---------------------------------------------------------------- threshold, exceedance, candidates
     event_id = params.event_id or f"event_{params.event_time:%Y%m%dT%H%M}"
     spec = ThresholdSpec(
-        threshold=params.threshold_db, percentile=params.percentile, smooth_sigma_m=params.ratio_sigma_m,
+        threshold=params.threshold_db, percentile=params.percentile, k_sigma=params.k_sigma,
+        smooth_sigma_m=params.ratio_sigma_m,
         smooth_radius_m=params.ratio_radius_m, min_area_m2=params.min_area_m2,
         heatmap_radius_m=params.heatmap_radius_m, method="a_ratio", units="dB", event_id=event_id,
         block_size=params.block_size)
-    prog.stage(0.70, 0.93)
+    prog.stage(0.74, 0.93)
     stage = threshold_and_vectorise(
         staged["a_ratio"].path, staging, grid, spec, prog, tags=tags, synthetic=synthetic,
         empty_message="no valid A_ratio pixel is left after masking: the scenes may hold no data over the AOI, "
@@ -462,6 +503,7 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
         **run_provenance("a_ratio", event_id, synthetic, scenes_dir, dem, catalog, selection, params, grid),
         "threshold_db": thr,
         "threshold_rule": spec.rule(),
+        "noise": ({"center_db": stage.noise["center"], "sigma_db": stage.noise["sigma"]} if stage.noise else None),
         "percentiles_db": percentiles,
         "n_candidates": len(features),
         "outputs": {k: p.name for k, p in final_files.items()},
@@ -470,6 +512,21 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
     }
     return DetectResult(out, final_files, thr, len(features), percentiles, grid, selection, warnings, {}, synthetic,
                         run_info)
+
+
+def _detrend_a_ratio(staged: dict, staging: Path, grid: Grid, params: DetectParams, tags: dict,
+                     prog: Progress) -> None:
+    """Replace the staged A_ratio by itself minus its local median; keep the median as background_change."""
+    detrended, background = detrend.detrend_raster(
+        staged["a_ratio"].path, staging, grid, params.detrend_radius_m, prog, block_size=params.block_size,
+        tags={**tags, "UNITS": "dB", "DEFINITION": "A_ratio minus its local median within "
+              f"{params.detrend_radius_m:g} m (broad background change removed), terrain-masked; "
+              "positive = backscatter dropped more than around it"},
+        description=f"A_ratio {params.polarisation} dB minus its {params.detrend_radius_m:g} m local median")
+    staged["a_ratio"].path.unlink()
+    detrended.name = "a_ratio"
+    staged["a_ratio"] = detrended
+    staged["background_change"] = background
 
 
 def _pass1_block(window, grid, params, tracks, passes, group_of, stack_refs, dem_reader, dem_halo, water_reader,
