@@ -14,13 +14,14 @@ SAMPLE_EVENT := 2018-09-05T18:07:59Z
 OUT ?= out/demo
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: help setup demo test test-unit test-qgis bench package lint sample screenshot train-demo clean
+.PHONY: help setup demo test test-unit test-qgis bench bench-real tune-defaults package lint sample screenshot train-demo clean
 
 help:
 	@echo "make demo     install what is missing, detect landslides on the synthetic sample scene"
 	@echo "make test     install what is missing, run the whole test suite"
 	@echo "make setup    install QGIS (Debian) if needed and the Python packages into $(VENV)"
 	@echo "make bench    run the benchmarks, write JSON reports in bench/"
+	@echo "make bench-real  real-background benchmark (real OPERA stacks, imprinted slides), bench/real.json"
 	@echo "make package  build the plugin zip for the QGIS plugin repository (dist/)"
 	@echo "make lint     ruff on everything, bandit on the plugin package"
 	@echo "make sample   regenerate the sample scene byte for byte"
@@ -62,6 +63,14 @@ bench: setup
 	$(PY) tests/bench/bench_engine.py --out bench/report.json
 	$(PY) tests/bench/bench_slider.py --out bench/slider.json
 	$(PY) tests/bench/bench_inference.py --out bench/inference.json --int8
+
+# Needs the real stacks: ../shared/realdata (beside the clone in CI) or REAL=DIR.
+REAL ?= ../shared/realdata/opera_rtc_s1_california_t137
+bench-real: setup
+	$(PY) tests/bench/bench_real.py --real $(REAL) --out bench/real.json
+
+tune-defaults: setup
+	$(PY) tests/tools/tune_defaults.py --real $(REAL) --out bench/tune_defaults.json
 
 package: setup
 	$(PY) .ci/package_plugin.py --out dist
