@@ -65,7 +65,8 @@ def test_impossible_date_is_an_error_naming_the_field():
 
 
 def test_static_layers_are_recognised():
-    assert opera.is_static_layer("OPERA_L2_RTC-S1-STATIC_T137-292320-IW2_20140403_S1A_30_v1.0_local_incidence_angle.tif")
+    static = "OPERA_L2_RTC-S1-STATIC_T137-292320-IW2_20140403_S1A_30_v1.0_local_incidence_angle.tif"
+    assert opera.is_static_layer(static)
     assert not opera.is_static_layer(NAME)
 
 
