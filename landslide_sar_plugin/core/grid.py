@@ -353,12 +353,26 @@ class MosaicOnGrid:
         self.paths = [Path(p) for p, _, _ in pieces]
         self._floor = np.float32(10.0 ** (noise_floor_db / 10.0))
         self._readers: list[tuple[RasterOnGrid, str]] = []
+        self._extents: list[tuple[float, float, float, float]] = []  # piece bounds in grid pixels (col0, row0, ...)
         try:
             for path, band, units in pieces:
                 self._readers.append((RasterOnGrid(path, band, grid, halo=halo, resampling=resampling), units))
+                self._extents.append(self._pixel_extent(path))
         except GridError:
             self.close()
             raise
+
+    def _pixel_extent(self, path: Path) -> tuple[float, float, float, float]:
+        """The piece's bounding box in (fractional) grid pixel coordinates, one pixel wider for the resampling."""
+        left, bottom, right, top = footprint(path, self.grid.crs)
+        t = self.grid.transform
+        return ((left - t.c) / t.a - 1, (top - t.f) / t.e - 1, (right - t.c) / t.a + 1, (bottom - t.f) / t.e + 1)
+
+    def _touches(self, extent: tuple, window: Window) -> bool:
+        h = self.halo
+        c0, r0 = window.col_off - h, window.row_off - h
+        c1, r1 = window.col_off + window.width + h, window.row_off + window.height + h
+        return extent[0] < c1 and extent[2] > c0 and extent[1] < r1 and extent[3] > r0
 
     def read(self, window: Window) -> np.ndarray:
         """Float32 linear power for ``window`` of the grid, grown by the halo on each side."""
@@ -366,7 +380,9 @@ class MosaicOnGrid:
         shape = (int(window.height) + 2 * h, int(window.width) + 2 * h)
         sum_all, n_all = np.zeros(shape, np.float64), np.zeros(shape, np.int32)
         sum_good, n_good = np.zeros(shape, np.float64), np.zeros(shape, np.int32)
-        for reader, units in self._readers:
+        for (reader, units), extent in zip(self._readers, self._extents):
+            if not self._touches(extent, window):
+                continue  # a burst far from this block: no read (a large mosaic has dozens)
             with np.errstate(invalid="ignore", over="ignore"):
                 power = _TO_LINEAR[units](reader.read(window).astype(np.float32))
                 valid = np.isfinite(power) & (power > 0)

@@ -576,3 +576,20 @@ def test_pixel_size_in_metres_of_a_geographic_raster(tmp_path):
                      res=1 / 3600)
     with rasterio.open(path) as src:
         assert pixel_size_m(src) == pytest.approx(110574 / 3600, rel=1e-6)
+
+
+def test_mosaic_reads_only_the_pieces_that_touch_the_block(tmp_path):
+    from landslide_sar_plugin.core.grid import MosaicOnGrid
+
+    grid = make_grid(width=40, height=1)
+    a = write_tif(tmp_path / "a.tif", np.full((1, 5), 0.1))  # columns 0-4
+    b = write_tif(tmp_path / "b.tif", np.full((1, 5), 0.3), x0=X0 + 350)  # columns 35-39
+    with MosaicOnGrid([(a, 1, "linear"), (b, 1, "linear")], grid) as m:
+        calls = []
+        for reader, _ in m._readers:
+            original = reader.read
+            reader.read = lambda w, original=original, path=reader.path: calls.append(path.name) or original(w)
+        assert_allclose(m.read(Window(0, 0, 10, 1)), [[0.1] * 5 + [np.nan] * 5])
+        assert calls == ["a.tif"]  # b lies 25 columns away: not read
+        whole = m.read(Window(0, 0, 40, 1))
+    assert_allclose(whole, [[0.1] * 5 + [np.nan] * 30 + [0.3] * 5])
