@@ -378,25 +378,22 @@ class MosaicOnGrid:
         """Float32 linear power for ``window`` of the grid, grown by the halo on each side."""
         h = self.halo
         shape = (int(window.height) + 2 * h, int(window.width) + 2 * h)
-        sum_all, n_all = np.zeros(shape, np.float64), np.zeros(shape, np.int32)
-        sum_good, n_good = np.zeros(shape, np.float64), np.zeros(shape, np.int32)
+        sum_good, n_good = np.zeros(shape, np.float32), np.zeros(shape, np.uint16)
+        sum_noise, n_noise = np.zeros(shape, np.float32), np.zeros(shape, np.uint16)
         for (reader, units), extent in zip(self._readers, self._extents):
             if not self._touches(extent, window):
                 continue  # a burst far from this block: no read (a large mosaic has dozens)
             with np.errstate(invalid="ignore", over="ignore"):
-                power = _TO_LINEAR[units](reader.read(window).astype(np.float32))
-                valid = np.isfinite(power) & (power > 0)
-                good = valid & (power > self._floor)
-            sum_all[valid] += power[valid]
-            n_all += valid
-            sum_good[good] += power[good]
+                power = _TO_LINEAR[units](reader.read(window).astype(np.float32, copy=False))
+                good = (power > self._floor) & (power < np.inf)  # NaN compares False: no data is neither
+                noise = (power > 0) & (power <= self._floor)
+            np.add(sum_good, power, out=sum_good, where=good)
             n_good += good
-        out = np.full(shape, np.nan, np.float32)
-        above = n_good > 0
-        out[above] = sum_good[above] / n_good[above]
-        only_noise = ~above & (n_all > 0)
-        out[only_noise] = sum_all[only_noise] / n_all[only_noise]
-        return out
+            np.add(sum_noise, power, out=sum_noise, where=noise)
+            n_noise += noise
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = np.where(n_good > 0, sum_good / n_good, sum_noise / n_noise)  # 0/0 = NaN: no piece has data
+        return out.astype(np.float32, copy=False)
 
     def close(self) -> None:
         for reader, _ in self._readers:
