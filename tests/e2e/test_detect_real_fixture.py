@@ -40,7 +40,7 @@ def vh_only(tmp_path):
     """The fixture's VH files only (a VH-only stack, as many OPERA downloads are) and a synthetic DEM."""
     folder = tmp_path / "scenes"
     folder.mkdir()
-    for path in FIXTURE.glob("*_VH.tif"):
+    for path in FIXTURE.glob("T137-*/*_VH.tif"):  # both bursts (one sub-folder each) in one scene folder
         shutil.copy(path, folder / path.name)
     return folder, synthetic_flat_dem(tmp_path / "dem.tif")
 

@@ -26,9 +26,13 @@ def dock(fake_iface, clean_project):
     d.deleteLater()
 
 
-def test_opera_bursts_are_one_row_per_acquisition_with_their_product(dock):
+def test_opera_bursts_are_one_row_per_acquisition_with_their_product(dock, tmp_path):
+    scenes = tmp_path / "scenes"  # both bursts (one fixture sub-folder each) in one folder, as downloaded
+    scenes.mkdir()
+    for path in FIXTURE.glob("T137-*/*.tif"):
+        (scenes / path.name).symlink_to(path)
     dock.event_time.setDateTime(QDateTime.fromString("2023-11-25T00:00:00", Qt.DateFormat.ISODate))
-    dock.scene_dir.setFilePath(str(FIXTURE))
+    dock.scene_dir.setFilePath(str(scenes))
     dock.refresh_scenes()
     table = dock.scene_table
     headers = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]

@@ -547,7 +547,7 @@ def test_tracks_exclude_a_track_with_only_pre_scenes_and_summary_says_so():
 # The OPERA files below are cut from the shipped REAL fixture (tests/fixtures/opera_rtc_s1_t137: real OPERA RTC-S1
 # backscatter, no event) or are tiny constant rasters given OPERA names; which is which is said at each test.
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "opera_rtc_s1_t137"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "opera_rtc_s1_t137"  # one sub-folder per burst
 B20 = "T137-292320-IW2"
 
 
@@ -557,7 +557,7 @@ def opera_name(burst=B20, start="20231203T015911", production="20231203T124004",
 
 
 def fixture_file(date, pol="VH", burst=B20):
-    (path,) = FIXTURE.glob(f"OPERA_L2_RTC-S1_{burst}_{date}T*_{pol}.tif")
+    (path,) = FIXTURE.glob(f"{burst}/OPERA_L2_RTC-S1_{burst}_{date}T*_{pol}.tif")
     return path
 
 
@@ -767,7 +767,7 @@ def test_missing_polarisation_says_what_to_choose():
 
 
 def test_real_fixture_dates_all_before_the_event_say_what_to_change():
-    c = read_catalog(FIXTURE)  # REAL OPERA fixture: last date 2025-01-02
+    c = read_catalog(FIXTURE / B20)  # REAL OPERA fixture, one burst: 21 dates, the last on 2025-01-02
     with pytest.raises(CatalogError) as err:
         select_stacks(c.scenes, dt.datetime(2025, 6, 1, tzinfo=UTC))
     first_line = str(err.value).splitlines()[0]

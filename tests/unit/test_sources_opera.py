@@ -20,7 +20,16 @@ from landslide_sar_plugin.core.catalog import read_catalog
 from landslide_sar_plugin.core.sources import opera
 
 UTC = dt.timezone.utc
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "opera_rtc_s1_t137"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "opera_rtc_s1_t137"  # one sub-folder per burst
+
+
+def both_bursts(tmp_path: Path) -> Path:
+    """A scene folder holding both fixture bursts, as a user's download folder would (links to the files)."""
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    for path in sorted(FIXTURE.glob("T137-*/*.tif")):
+        (folder / path.name).symlink_to(path)
+    return folder
 NAME = "OPERA_L2_RTC-S1_T137-292320-IW2_20231203T015911Z_20231203T124004Z_S1A_30_v1.0_VH.tif"
 
 
@@ -133,9 +142,9 @@ def test_tags_of_other_products_are_ignored_and_bad_values_named():
 # --------------------------------------------------------------------------- the REAL fixture, through the catalogue
 
 
-def test_fixture_names_are_read_without_a_sidecar():
-    assert not (FIXTURE / "scenes.csv").exists() and not (FIXTURE / "scenes.json").exists()
-    c = read_catalog(FIXTURE)
+def test_fixture_names_are_read_without_a_sidecar(tmp_path):
+    assert not list(FIXTURE.rglob("scenes.*"))  # no sidecar anywhere: the names alone
+    c = read_catalog(both_bursts(tmp_path))
     assert c.skipped == []
     # 2 bursts x 21 dates x 2 polarisations = 84 files; the two bursts of a date are ONE scene: 21 scenes.
     assert len(c.scenes) == 21
@@ -153,17 +162,17 @@ def test_fixture_names_are_read_without_a_sidecar():
     assert {s.platform for s in c.scenes} == {"S1A", "S1B"}
 
 
-def test_fixture_pass_is_ascending_from_solar_time_with_one_warning():
+def test_fixture_pass_is_ascending_from_solar_time_with_one_warning(tmp_path):
     # The crops carry no ORBIT_PASS_DIRECTION tag. Centre ~119.9 W: 01:59 UTC - 119.9/15 h = 1.98 - 7.99 = -6.01 h
     # -> 17:59 local solar time: the evening (northbound, ascending) pass of Sentinel-1.
-    c = read_catalog(FIXTURE)
+    c = read_catalog(both_bursts(tmp_path))
     assert {s.orbit_pass for s in c.scenes} == {"ASCENDING"}
     (w,) = c.warnings  # one line for the 84 files, not 84 lines
     assert "83 other files of relative orbit 137" in w and "inferred ASCENDING" in w and "about 17:5" in w
 
 
 def test_fixture_linear_gamma0_is_converted_to_db():
-    path = sorted(FIXTURE.glob("*T137-292320-IW2_20231203*_VH.tif"))[0]
+    (path,) = FIXTURE.glob("T137-292320-IW2/*_20231203T*_VH.tif")
     with rasterio.open(path) as src:
         linear = src.read(1)
     assert np.nanmedian(linear) < 0.1 and np.nanmin(linear) > 0  # linear power, not dB
