@@ -64,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="where the scenes come from: a local folder (--scenes, --dem) or Google Earth Engine "
                          "(needs --aoi and --project)")
     io.add_argument("--scenes", metavar="DIR",
-                    help="folder of Sentinel-1 GeoTIFFs, one per acquisition (tags, ESA/HyP3 names or scenes.csv)")
+                    help="folder of Sentinel-1 GeoTIFFs: tagged, ESA GRD, ASF HyP3 RTC or OPERA RTC-S1 "
+                         "names, or a scenes.csv; bursts/frames of one acquisition are one scene")
     io.add_argument("--dem", metavar="FILE", help="DEM GeoTIFF (metres, any CRS) covering the AOI (local source)")
     io.add_argument("--event", required=True, metavar="ISO8601",
                     help="event time in UTC, e.g. 2018-09-06T03:08Z (a date alone means 00:00 UTC)")
@@ -123,7 +124,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     gr = parser.add_argument_group("grid")
     gr.add_argument("--pixel-size", type=float, default=default("pixel_size"), metavar="M",
-                    help="output pixel size in metres")
+                    help="output pixel size in metres (default: the finest resolution of the input scenes, e.g. "
+                         "30 for OPERA RTC-S1, 10 for GRD; Earth Engine: 10)")
     gr.add_argument("--crs", help="output CRS (default: the scenes' projected CRS, else the UTM zone of the AOI)")
     gr.add_argument("--block-size", type=int, default=default("block_size"), metavar="PX",
                     help="processing block edge in pixels (memory grows with its square and the stack depth)")
@@ -296,6 +298,8 @@ def run(args) -> int:
     print("stacks used:")
     for line in results[0][1].selection.summary_lines():
         print(f"  {line}")
+    grid = results[0][1].grid
+    print(f"grid: {grid.width} x {grid.height} px at {grid.pixel_size:g} m ({grid.pixel_size_reason or 'given'})")
     for name, result in results:
         _report(name, result, args, method == "both")
     if agreement is not None:

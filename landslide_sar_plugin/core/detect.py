@@ -40,7 +40,17 @@ from rasterio.windows import Window
 from . import catalog as cat
 from . import composite, detrend, terrain
 from .candidates import ThresholdSpec, threshold_and_vectorise
-from .grid import Aoi, Grid, GridError, RasterOnGrid, footprint, grid_from_bounds, overlap_fraction
+from .grid import (
+    Aoi,
+    Grid,
+    GridError,
+    MosaicOnGrid,
+    RasterOnGrid,
+    footprint,
+    grid_from_bounds,
+    overlap_fraction,
+    pixel_size_m,
+)
 from .staging import (  # noqa: F401 (Cancelled and DetectionError are part of this module's API)
     CancelFn,
     Cancelled,
@@ -76,7 +86,7 @@ class DetectParams:
     post_range: tuple[dt.datetime, dt.datetime] | None = None
     polarisation: str = "VH"
     per_orbit: bool = True
-    pixel_size: float = 10.0
+    pixel_size: float | None = None  # metres; None = the finest resolution among the input scenes
     aoi: Aoi | None = None
     crs: str | None = None
     edge_noise_db: float = composite.EDGE_NOISE_DB
@@ -112,7 +122,7 @@ class DetectParams:
         if self.percentile is not None and not 0 < self.percentile < 100:
             raise DetectionError(f"the percentile must lie strictly between 0 and 100, not {self.percentile}")
         for name in ("pre_days", "post_days", "pixel_size", "block_size"):
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise DetectionError(f"{name.replace('_', '-')} must be positive, not {getattr(self, name)}")
         for name in ("speckle_sigma_m", "ratio_sigma_m", "min_area_m2", "heatmap_radius_m", "detrend_radius_m"):
             if getattr(self, name) < 0:
@@ -201,49 +211,83 @@ def _sel_scenes(selection: cat.StackSelection) -> list[cat.Scene]:
 
 
 def _output_grid(params: DetectParams, scenes: list[cat.Scene], dem_path: Path) -> tuple[Grid, list[str]]:
-    """The grid: the AOI if given, else the scenes' union clipped to the DEM. Returns (grid, warnings)."""
+    """The grid: the AOI if given, else the scenes' union clipped to the DEM. Returns (grid, warnings).
+
+    The pixel size is ``params.pixel_size`` when given, else the finest
+    resolution among the scenes' files (a 30 m product stays 30 m); the grid's
+    ``pixel_size_reason`` says which, and files of another resolution are
+    named in a warning (they are resampled onto the grid).
+    """
+    import dataclasses as dc
     from collections import Counter
 
-    lattices = []
-    for s in scenes:
-        for ref in s.bands.values():
-            with rasterio.open(ref.path) as src:
-                t = src.transform
-                lattices.append((src.crs, abs(t.a), abs(t.e), t.c, t.f))
+    lattices = {}
+    for path in {p for s in scenes for p in s.file_paths()}:
+        with rasterio.open(path) as src:
+            t = src.transform
+            lattices[path] = (src.crs, abs(t.a), abs(t.e), t.c, t.f, pixel_size_m(src))
+    px, reason = _pixel_size(params, lattices)
     # The most common projection among the scenes; a stray scene in another CRS is warped onto it.
-    scene_crs = Counter(lat[0] for lat in lattices if lat[0] is not None).most_common(1)[0][0]
+    scene_crs = Counter(lat[0] for lat in lattices.values() if lat[0] is not None).most_common(1)[0][0]
     crs = params.crs
     if crs is None and scene_crs.is_projected and params.aoi is None:
         crs = scene_crs
     anchor = (0.0, 0.0)
     if crs is not None:
         target_crs = rasterio.crs.CRS.from_user_input(crs)
-        for lat_crs, ax, ay, x0, y0 in lattices:
-            if lat_crs == target_crs and math.isclose(ax, params.pixel_size) and math.isclose(ay, params.pixel_size):
-                anchor = (x0 % params.pixel_size, y0 % params.pixel_size)  # share the scenes' pixel lattice
+        for lat_crs, ax, ay, x0, y0, _ in lattices.values():
+            if lat_crs == target_crs and math.isclose(ax, px) and math.isclose(ay, px):
+                anchor = (x0 % px, y0 % px)  # share the scenes' pixel lattice
                 break
+    warnings = _resolution_warnings(lattices, px)
     if params.aoi is not None:
-        return grid_from_bounds(params.aoi.bounds, params.aoi.crs, params.pixel_size, crs, anchor), []
+        grid = grid_from_bounds(params.aoi.bounds, params.aoi.crs, px, crs, anchor)
+        return dc.replace(grid, pixel_size_reason=reason), warnings
     target = crs or scene_crs
-    boxes = [footprint(ref.path, target) for s in scenes for ref in s.bands.values()]
+    boxes = [footprint(path, target) for path in lattices]
     union = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
     dem_box = footprint(dem_path, target)
     clipped = (max(union[0], dem_box[0]), max(union[1], dem_box[1]), min(union[2], dem_box[2]),
                min(union[3], dem_box[3]))
     if clipped[0] >= clipped[2] or clipped[1] >= clipped[3]:
         raise DetectionError(f"the DEM {dem_path.name} does not overlap the scenes; give a DEM of the same area")
-    warnings = []
     kept = overlap_fraction(union, clipped)
     if kept < 0.99:
         warnings.append(f"the DEM covers {kept:.0%} of the scenes' extent; the output is limited to the DEM "
                         "(give --aoi to choose the area explicitly)")
-    return grid_from_bounds(clipped, target, params.pixel_size, crs, anchor), warnings
+    grid = grid_from_bounds(clipped, target, px, crs, anchor)
+    return dc.replace(grid, pixel_size_reason=reason), warnings
+
+
+def _pixel_size(params: DetectParams, lattices: dict) -> tuple[float, str]:
+    """The output pixel size in metres and why: given, or the finest input resolution."""
+    if params.pixel_size is not None:
+        return float(params.pixel_size), "given by the user"
+    finest_path = min(lattices, key=lambda p: (lattices[p][5], p.name))
+    finest = lattices[finest_path][5]
+    if finest <= 0 or not math.isfinite(finest):
+        raise DetectionError(f"{finest_path.name} has no usable pixel size; give the output pixel size explicitly")
+    return finest, f"not given: the finest input resolution ({finest:g} m, {finest_path.name})"
+
+
+def _resolution_warnings(lattices: dict, px: float) -> list[str]:
+    """One line per input resolution other than the grid's, naming its files (they are resampled)."""
+    by_size: dict[float, list[Path]] = {}
+    for path, lat in lattices.items():
+        if not math.isclose(lat[5], px, rel_tol=1e-3):
+            by_size.setdefault(lat[5], []).append(path)
+    lines = []
+    for size, paths in sorted(by_size.items()):
+        names = sorted(p.name for p in paths)
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        lines.append(f"{', '.join(names[:3])}{more}: {size:g} m pixels, not the grid's {px:g} m; resampled "
+                     "(bilinear) onto the grid")
+    return lines
 
 
 def _check_coverage(grid: Grid, scenes: list[cat.Scene], dem_path: Path) -> list[str]:
     warnings = []
-    covered = [overlap_fraction(grid.bounds, footprint(ref.path, grid.crs))
-               for s in scenes for ref in s.bands.values()]
+    covered = [overlap_fraction(grid.bounds, _scene_footprint(s, grid.crs)) for s in scenes]
     if max(covered) <= 0:
         raise DetectionError("the AOI lies outside every scene; check --aoi (and its CRS) against the scenes")
     dem_cover = overlap_fraction(grid.bounds, footprint(dem_path, grid.crs))
@@ -256,6 +300,12 @@ def _check_coverage(grid: Grid, scenes: list[cat.Scene], dem_path: Path) -> list
         warnings.append(f"some scenes cover less than half of the AOI (minimum {min(covered):.0%}); "
                         "the per-pixel count layers show where the stacks are thin")
     return warnings
+
+
+def _scene_footprint(scene: cat.Scene, crs) -> tuple[float, float, float, float]:
+    """The bounding box of all a scene's files (bursts of one acquisition together) in ``crs``."""
+    boxes = [footprint(p, crs) for p in scene.file_paths()]
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
 def _aoi_mask(params: DetectParams, grid: Grid, window: Window) -> np.ndarray | None:
@@ -327,30 +377,41 @@ def prepare_run(
     return PreparedRun(catalog, selection, scenes, grid, warnings)
 
 
-StackRefs = dict  # {track: {"pre"|"post": {pol: [(RasterOnGrid, units), ...]}}}
+StackRefs = dict  # {track: {"pre"|"post": {pol: [(RasterOnGrid | MosaicOnGrid, units), ...]}}}
 
 
 def open_stack_readers(selection: cat.StackSelection, tracks, polarisations, grid: Grid, readers: dict, *,
                        halo: int = 0) -> StackRefs:
     """Readers of every pre/post scene of ``tracks`` onto ``grid``, in time order, with their units.
 
-    Files shared by several tracks or polarisations are opened once; ``readers``
-    collects them so the caller can close them all (the A_ratio run, the model
-    run and training's dataset builder read their stacks through this).
+    A polarisation stored in one file is read by a :class:`RasterOnGrid` in the
+    file's units; one stored in several pieces (bursts, frames) by a
+    :class:`MosaicOnGrid`, in linear power.  Readers shared by several tracks or
+    polarisations are opened once; ``readers`` collects them so the caller can
+    close them all (the A_ratio run, the model run and training's dataset
+    builder read their stacks through this).
     """
     refs: StackRefs = {}
     for track in tracks:
         for role, stacks in (("pre", selection.pre), ("post", selection.post)):
             for pol in polarisations:
-                lst = []
-                for s in stacks[track]:
-                    ref = s.bands[pol]
-                    key = f"{ref.path}#{ref.band}"
-                    if key not in readers:
-                        readers[key] = RasterOnGrid(ref.path, ref.band, grid, halo=halo)
-                    lst.append((readers[key], cat.scene_file_units(s, ref.path)))
-                refs.setdefault(track, {}).setdefault(role, {})[pol] = lst
+                refs.setdefault(track, {}).setdefault(role, {})[pol] = [
+                    _band_reader(s, s.bands[pol], grid, readers, halo) for s in stacks[track]]
     return refs
+
+
+def _band_reader(scene: cat.Scene, ref: cat.BandRef, grid: Grid, readers: dict, halo: int) -> tuple:
+    """(reader, units) of one polarisation of one scene, opened once per set of pieces."""
+    pieces = ref.pieces()
+    key = "|".join(f"{p.path}#{p.band}" for p in pieces)
+    if key not in readers:
+        if len(pieces) == 1:
+            readers[key] = RasterOnGrid(ref.path, ref.band, grid, halo=halo)
+        else:
+            readers[key] = MosaicOnGrid([(p.path, p.band, cat.scene_file_units(scene, p.path)) for p in pieces],
+                                        grid, halo=halo)
+    units = MosaicOnGrid.units if len(pieces) > 1 else cat.scene_file_units(scene, ref.path)
+    return readers[key], units
 
 
 def run_provenance(method: str, event_id: str, synthetic: bool, scenes_dir, dem: Path, catalog: cat.Catalog,

@@ -9,14 +9,17 @@ at a time: a source already on the grid's lattice is read directly (a window
 copy); any other is warped through a GDAL warped VRT with bilinear resampling,
 which reads only the source pixels that the window needs.  Memory therefore
 depends on the block size, never on the scene size.
+
+One polarisation of one acquisition stored in several files (OPERA bursts,
+GRD frames, tiles) is read as one image by :class:`MosaicOnGrid`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +44,7 @@ class Grid:
     transform: Affine
     width: int
     height: int
+    pixel_size_reason: str = field(default="", compare=False)  # why this pixel size (recorded in run.json)
 
     @property
     def pixel_size(self) -> float:
@@ -73,7 +77,7 @@ class Grid:
         return math.ceil(self.height / block_size) * math.ceil(self.width / block_size)
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "crs": self.crs.to_string(),
             "transform": list(self.transform)[:6],
             "width": self.width,
@@ -81,6 +85,9 @@ class Grid:
             "pixel_size_m": self.pixel_size,
             "bounds": list(self.bounds),
         }
+        if self.pixel_size_reason:
+            out["pixel_size_reason"] = self.pixel_size_reason
+        return out
 
 
 def utm_crs(lon: float, lat: float) -> CRS:
@@ -195,6 +202,20 @@ def footprint(path: str | Path, crs) -> tuple[float, float, float, float]:
         return transform_bounds(src.crs, CRS.from_user_input(crs), *src.bounds, densify_pts=21)
 
 
+def pixel_size_m(src) -> float:
+    """The pixel size of an open raster in metres (the coarser axis; degrees converted at its centre latitude)."""
+    dx, dy = abs(src.transform.a), abs(src.transform.e)
+    crs = src.crs
+    if crs is not None and crs.is_geographic:
+        lat = math.radians((src.bounds.bottom + src.bounds.top) / 2)
+        # Metres per degree on WGS 84: ~111.32 km of longitude at the equator (times cos lat), ~110.57 km of latitude.
+        dx, dy = dx * 111_320.0 * math.cos(lat), dy * 110_574.0
+    elif crs is not None and crs.is_projected:
+        factor = crs.linear_units_factor[1]
+        dx, dy = dx * factor, dy * factor
+    return round(max(dx, dy), 6)
+
+
 def overlap_fraction(inner: tuple, outer: tuple) -> float:
     """Share of the area of box ``inner`` that lies inside box ``outer`` (same CRS)."""
     ix0, iy0 = max(inner[0], outer[0]), max(inner[1], outer[1])
@@ -291,3 +312,97 @@ class RasterOnGrid:
 
     def __exit__(self, *exc):
         self.close()
+
+
+_TO_LINEAR = {
+    "linear": lambda x: x,
+    "dB": lambda x: np.power(np.float32(10.0), x / np.float32(10.0)),
+    "amplitude": lambda x: x * x,
+}
+
+
+class MosaicOnGrid:
+    """Reads one polarisation of one acquisition stored in several files (bursts, frames) as one image.
+
+    Each piece is read onto the grid with :class:`RasterOnGrid` and converted to
+    **linear power**; where pieces overlap, the result is the **mean of their
+    valid values in linear power**; elsewhere the one piece that has data.
+    Why the mean in power: overlapping bursts of one acquisition image the same
+    ground at the same moment with almost the same geometry, so they are two
+    looks of one backscatter; averaging intensities is the unbiased estimate
+    (averaging dB is biased low under speckle) and leaves no seam, where
+    "first valid piece wins" would draw the burst boundary into every
+    ratio.  A piece value is valid when finite and positive; values at or below
+    ``noise_floor_db`` (frame-edge noise, -30 dB) count only where no piece
+    has a value above it, so a noisy burst edge does not darken its neighbour.
+
+    :meth:`read` returns linear power (:attr:`units` is ``"linear"``), NaN where
+    no piece has data; the interface is that of :class:`RasterOnGrid`.
+    """
+
+    units = "linear"
+
+    def __init__(self, pieces: Sequence[tuple[str | Path, int, str]], grid: Grid, *, halo: int = 0,
+                 resampling: Resampling = Resampling.bilinear, noise_floor_db: float = -30.0):
+        if not pieces:
+            raise GridError("a mosaic needs at least one file")
+        for _, _, units in pieces:
+            if units not in _TO_LINEAR:
+                raise GridError(f"unknown units {units!r}; expected dB, linear or amplitude")
+        self.grid, self.halo = grid, halo
+        self.paths = [Path(p) for p, _, _ in pieces]
+        self._floor = np.float32(10.0 ** (noise_floor_db / 10.0))
+        self._readers: list[tuple[RasterOnGrid, str]] = []
+        self._extents: list[tuple[float, float, float, float]] = []  # piece bounds in grid pixels (col0, row0, ...)
+        try:
+            for path, band, units in pieces:
+                self._readers.append((RasterOnGrid(path, band, grid, halo=halo, resampling=resampling), units))
+                self._extents.append(self._pixel_extent(path))
+        except GridError:
+            self.close()
+            raise
+
+    def _pixel_extent(self, path: Path) -> tuple[float, float, float, float]:
+        """The piece's bounding box in (fractional) grid pixel coordinates, one pixel wider for the resampling."""
+        left, bottom, right, top = footprint(path, self.grid.crs)
+        t = self.grid.transform
+        return ((left - t.c) / t.a - 1, (top - t.f) / t.e - 1, (right - t.c) / t.a + 1, (bottom - t.f) / t.e + 1)
+
+    def _touches(self, extent: tuple, window: Window) -> bool:
+        h = self.halo
+        c0, r0 = window.col_off - h, window.row_off - h
+        c1, r1 = window.col_off + window.width + h, window.row_off + window.height + h
+        return extent[0] < c1 and extent[2] > c0 and extent[1] < r1 and extent[3] > r0
+
+    def read(self, window: Window) -> np.ndarray:
+        """Float32 linear power for ``window`` of the grid, grown by the halo on each side."""
+        h = self.halo
+        shape = (int(window.height) + 2 * h, int(window.width) + 2 * h)
+        sum_good, n_good = np.zeros(shape, np.float32), np.zeros(shape, np.uint16)
+        sum_noise, n_noise = np.zeros(shape, np.float32), np.zeros(shape, np.uint16)
+        for (reader, units), extent in zip(self._readers, self._extents):
+            if not self._touches(extent, window):
+                continue  # a burst far from this block: no read (a large mosaic has dozens)
+            with np.errstate(invalid="ignore", over="ignore"):
+                power = _TO_LINEAR[units](reader.read(window).astype(np.float32, copy=False))
+                good = (power > self._floor) & (power < np.inf)  # NaN compares False: no data is neither
+                noise = (power > 0) & (power <= self._floor)
+            np.add(sum_good, power, out=sum_good, where=good)
+            n_good += good
+            np.add(sum_noise, power, out=sum_noise, where=noise)
+            n_noise += noise
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = np.where(n_good > 0, sum_good / n_good, sum_noise / n_noise)  # 0/0 = NaN: no piece has data
+        return out.astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        for reader, _ in self._readers:
+            reader.close()
+        self._readers = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+

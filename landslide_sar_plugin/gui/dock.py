@@ -151,9 +151,9 @@ class LandslideDock(QDockWidget):
         self.dem_file.setFilter(tr("GeoTIFF (*.tif *.tiff);;All files (*)"))
         local_form.addRow(tr("DEM"), self.dem_file)
         form.addRow(self.local_widget)
-        self.scene_table = QTableWidget(0, 5)
+        self.scene_table = QTableWidget(0, 6)
         self.scene_table.setHorizontalHeaderLabels([tr("Date (UTC)"), tr("Pass"), tr("Orbit"), tr("Role"),
-                                                    tr("File")])
+                                                    tr("File"), tr("Product")])
         self.scene_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.scene_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.scene_table.setMinimumHeight(120)
@@ -237,7 +237,8 @@ class LandslideDock(QDockWidget):
         form.addRow(row)
         self.speckle_sigma = self._dspin(0, 200, d.speckle_sigma_m, " m", 1)
         form.addRow(tr("Speckle smoothing sigma"), self.speckle_sigma)
-        self.pixel_size = self._dspin(1, 1000, d.pixel_size, " m", 1)
+        self.pixel_size = self._dspin(0, 1000, d.pixel_size or 0, " m", 1)
+        self.pixel_size.setSpecialValueText(tr("finest input"))  # 0 = the finest resolution of the scenes
         form.addRow(tr("Pixel size"), self.pixel_size)
         self.min_area = self._dspin(0, 1e7, d.min_area_m2, " m²", 0)
         form.addRow(tr("Minimum polygon area"), self.min_area)
@@ -451,7 +452,7 @@ class LandslideDock(QDockWidget):
             row = self.scene_table.rowCount()
             self.scene_table.insertRow(row)
             values = [f"{s.acquisition_start:%Y-%m-%d %H:%M}", s.orbit_pass.title(), str(s.relative_orbit or "?"),
-                      roles.get(s.scene_id, tr("unused")), ", ".join(sorted({b.path.name for b in s.bands.values()}))]
+                      roles.get(s.scene_id, tr("unused")), ", ".join(p.name for p in s.file_paths()), s.product]
             for col, value in enumerate(values):
                 self.scene_table.setItem(row, col, QTableWidgetItem(value))
         skipped = f" {len(catalog.skipped)} file(s) skipped (see the log)." if catalog.skipped else ""
@@ -519,7 +520,7 @@ class LandslideDock(QDockWidget):
             pre_days=self.pre_days.value(),
             post_days=self.post_days.value(),
             polarisation=self.polarisation.currentText(),
-            pixel_size=self.pixel_size.value(),
+            pixel_size=self.pixel_size.value() or None,
             aoi=self.current_aoi(),
             speckle_sigma_m=self.speckle_sigma.value(),
             speckle_radius_m=2 * self.speckle_sigma.value(),
@@ -734,7 +735,7 @@ class LandslideDock(QDockWidget):
             self.scene_table.insertRow(row)
             values = [row_data["acquisition_start"].replace("T", " ")[:16], row_data["orbit_pass"].title(),
                       str(row_data["relative_orbit"]), row_data["role"] if row_data["used"] else tr("unused"),
-                      row_data["scene_id"]]
+                      row_data["scene_id"], "ESA GRD (Earth Engine)"]
             for col, value in enumerate(values):
                 self.scene_table.setItem(row, col, QTableWidgetItem(value))
         self._set_summary("\n".join(self.ee_listing.summary_lines()))

@@ -228,7 +228,8 @@ _DETECT_PARAMETERS = {
     "MIN_AREA": lambda name, d: QgsProcessingParameterNumber(
         name, tr("Minimum polygon area (m²)"), _DOUBLE, d["min_area_m2"].default, minValue=0),
     "PIXEL_SIZE": lambda name, d: QgsProcessingParameterNumber(
-        name, tr("Output pixel size (m)"), _DOUBLE, d["pixel_size"].default, minValue=0.1),
+        name, tr("Output pixel size (m; 0 = the finest input resolution)"), _DOUBLE, d["pixel_size"].default or 0.0,
+        minValue=0),
     "BLOCK_SIZE": lambda name, d: QgsProcessingParameterNumber(
         name, tr("Processing block size (pixels; memory grows with its square)"),
         QgsProcessingParameterNumber.Integer, d["block_size"].default, minValue=64),
@@ -317,7 +318,8 @@ class _DetectBase(_Base):
             slope = self.parameterAsDouble(parameters, self.SLOPE_MIN, context)
             fields["slope_min_deg"] = slope if slope > 0 else None
         fields["min_area_m2"] = self.parameterAsDouble(parameters, self.MIN_AREA, context)
-        fields["pixel_size"] = self.parameterAsDouble(parameters, self.PIXEL_SIZE, context)
+        pixel_size = self.parameterAsDouble(parameters, self.PIXEL_SIZE, context)
+        fields["pixel_size"] = pixel_size if pixel_size > 0 else None  # None: the finest input resolution
         fields["block_size"] = self.parameterAsInt(parameters, self.BLOCK_SIZE, context)
         fields.update(overrides)
         return DetectParams(**fields)
@@ -789,8 +791,9 @@ class DetectModelAlgorithm(_DetectBase):
             self.A_RATIO_THRESHOLD, tr("A_ratio threshold of the agreement run (dB)"),
             QgsProcessingParameterNumber.Double, d["threshold_db"].default))
         self._advanced(QgsProcessingParameterNumber(
-            self.PIXEL_SIZE, tr("Output pixel size (m; must match the model's training pixel size)"),
-            QgsProcessingParameterNumber.Double, d["pixel_size"].default, minValue=0.1))
+            self.PIXEL_SIZE, tr("Output pixel size (m; must match the model's training pixel size; 0 = the finest "
+                                "input resolution)"),
+            QgsProcessingParameterNumber.Double, d["pixel_size"].default or 0.0, minValue=0))
         self._add_shared(self.BLOCK_SIZE)
         self._advanced(QgsProcessingParameterBoolean(
             self.CPU_ONLY, tr("Run the model on the CPU even when a GPU is available"), False))

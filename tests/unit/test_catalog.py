@@ -541,3 +541,242 @@ def test_tracks_exclude_a_track_with_only_pre_scenes_and_summary_says_so():
     assert "2 pre [2018-08-13, 2018-08-25]" in asc and "1 post [2018-09-11]" in asc and "not used" not in asc
     assert desc.startswith("DESCENDING") and "1 pre [2018-08-17]" in desc and "0 post []" in desc
     assert "not used" in desc
+
+
+# --------------------------------------------------------------------------- OPERA RTC-S1, bursts, bad input
+# The OPERA files below are cut from the shipped REAL fixture (tests/fixtures/opera_rtc_s1_t137: real OPERA RTC-S1
+# backscatter, no event) or are tiny constant rasters given OPERA names; which is which is said at each test.
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "opera_rtc_s1_t137"  # one sub-folder per burst
+B20 = "T137-292320-IW2"
+
+
+def opera_name(burst=B20, start="20231203T015911", production="20231203T124004", pol="VH", sensor="S1A",
+               version="1.0", spacing=30):
+    return f"OPERA_L2_RTC-S1_{burst}_{start}Z_{production}Z_{sensor}_{spacing}_v{version}_{pol}.tif"
+
+
+def fixture_file(date, pol="VH", burst=B20):
+    (path,) = FIXTURE.glob(f"{burst}/OPERA_L2_RTC-S1_{burst}_{date}T*_{pol}.tif")
+    return path
+
+
+def write_like(src_path, dst_path, rows=slice(None), cols=slice(None), tags=None):
+    """Write rows/cols of a REAL fixture file to ``dst_path`` (same CRS, 30 m lattice); return the array written."""
+    with rasterio.open(src_path) as src:
+        data = src.read(1)[rows, cols]
+        r0, c0 = rows.start or 0, cols.start or 0
+        transform = src.window_transform(rasterio.windows.Window(c0, r0, data.shape[1], data.shape[0]))
+        profile = dict(src.profile, width=data.shape[1], height=data.shape[0], transform=transform)
+    with rasterio.open(dst_path, "w", **profile) as dst:
+        dst.write(data, 1)
+        if tags:
+            dst.update_tags(**tags)
+    return data
+
+
+def constant_opera(folder, name, value=0.03, *, x0=242070.0, y0=3835110.0, size=10, res=30.0, tags=None):
+    """A small constant linear-power raster with an OPERA name in UTM 11N (over the fixture's area)."""
+    return write_tif(folder / name, np.full((size, size), value, np.float32), crs="EPSG:32611", x0=x0, y0=y0,
+                     res=res, tags=tags)
+
+
+def test_opera_bursts_cut_from_one_real_crop_are_one_scene_and_mosaic_back_to_it(tmp_path):
+    from landslide_sar_plugin.core.detect import open_stack_readers
+    from landslide_sar_plugin.core.grid import Grid
+
+    # REAL data: each fixture crop (100 x 100 px) is cut into rows 0-59 and rows 40-99 (20 rows of overlap),
+    # written as two different bursts of the same acquisition starting 3 s apart, for 3 dates.
+    dates = {"20231109": ("015911", "015914"), "20231121": ("015911", "015914"), "20231203": ("015911", "015914")}
+    originals = {}
+    for date, (t_a, t_b) in dates.items():
+        src = fixture_file(date)
+        with rasterio.open(src) as s:
+            originals[date] = s.read(1)
+            grid = Grid(s.crs, s.transform, s.width, s.height)
+        write_like(src, tmp_path / opera_name("T137-292320-IW2", f"{date}T{t_a}"), rows=slice(0, 60))
+        write_like(src, tmp_path / opera_name("T137-292321-IW2", f"{date}T{t_b}"), rows=slice(40, 100))
+    c = read_catalog(tmp_path)
+    assert len(c.scenes) == 3 and c.skipped == []  # one scene per date, not two
+    for s in c.scenes:
+        assert s.bursts == ("T137-292320-IW2", "T137-292321-IW2") and len(s.bands["VH"].pieces()) == 2
+    event = dt.datetime(2023, 11, 25, tzinfo=UTC)
+    sel = select_stacks(c.scenes, event)
+    readers = {}
+    refs = open_stack_readers(sel, sel.tracks(), ("VH",), grid, readers)
+    try:
+        got = [reader.read(next(grid.blocks(512))) for reader, _ in
+               refs[("ASCENDING", 137)]["pre"]["VH"] + refs[("ASCENDING", 137)]["post"]["VH"]]
+        assert {units for _, units in refs[("ASCENDING", 137)]["pre"]["VH"]} == {"linear"}
+    finally:
+        for r in readers.values():
+            r.close()
+    for date, mosaic in zip(sorted(dates), got):
+        # Rows 40-59 are the mean of two equal values; elsewhere the one piece: the original everywhere.
+        np.testing.assert_array_equal(mosaic, originals[date])
+
+
+def test_opera_tags_of_a_renamed_full_product_are_read(tmp_path):
+    # Synthetic constant raster carrying the tags of a full OPERA RTC-S1 product, under a user's own name.
+    tags = {"PRODUCT_TYPE": "RTC-S1", "ZERO_DOPPLER_START_TIME": "2023-12-03T01:59:11.5Z",
+            "ORBIT_PASS_DIRECTION": "ascending", "TRACK_NUMBER": "137", "PLATFORM": "Sentinel-1A",
+            "BURST_ID": "t137_292320_iw2",
+            "PROCESSING_INFORMATION_OUTPUT_BACKSCATTER_EXPRESSION_CONVENTION": "linear backscatter intensity"}
+    constant_opera(tmp_path, "my_burst_VH.tif", tags=tags)
+    c = read_catalog(tmp_path)
+    s = only(c)
+    assert s.acquisition_start == dt.datetime(2023, 12, 3, 1, 59, 11, tzinfo=UTC)
+    assert s.track == ("ASCENDING", 137) and s.units == "linear" and s.bursts == ("T137-292320-IW2",)
+    assert s.product == "OPERA RTC-S1" and s.platform == "S1A"
+    assert c.warnings == []  # the pass came from the tag: no solar-time guess
+
+
+def test_opera_mask_and_static_layers_are_skipped_with_a_reason(tmp_path):
+    constant_opera(tmp_path, opera_name(pol="VH"))
+    constant_opera(tmp_path, opera_name(pol="mask"))
+    constant_opera(tmp_path, "OPERA_L2_RTC-S1-STATIC_T137-292320-IW2_20140403_S1A_30_v1.0_local_incidence_angle.tif")
+    c = read_catalog(tmp_path)
+    assert len(c.scenes) == 1
+    reasons = {p.name: why for p, why in c.skipped}
+    assert "mask layer, not a backscatter polarisation" in reasons[opera_name(pol="mask")]
+    assert any("RTC-S1-STATIC layer" in why for why in reasons.values())
+
+
+def test_opera_missing_polarisation_partner_is_named(tmp_path):
+    # Synthetic constant rasters with OPERA names: VV+VH on two dates, VH alone on the third.
+    for start in ("20231109T015911", "20231121T015911", "20231203T015911"):
+        constant_opera(tmp_path, opera_name(start=start, pol="VH"))
+        if start != "20231121T015911":
+            constant_opera(tmp_path, opera_name(start=start, pol="VV"))
+    c = read_catalog(tmp_path)
+    assert len(c.scenes) == 3
+    (w,) = [w for w in c.warnings if "partner" in w]
+    assert w.startswith(opera_name(start="20231121T015911", pol="VH"))
+    assert "no VV partner" in w and "burst T137-292320-IW2" in w and "2023-11-21" in w
+    assert sorted(c.scenes[1].bands) == ["VH"]
+
+
+def test_vh_only_opera_folder_warns_about_no_partner(tmp_path):
+    for start in ("20231109T015911", "20231121T015911"):
+        constant_opera(tmp_path, opera_name(start=start, pol="VH"))
+    assert not any("partner" in w for w in read_catalog(tmp_path).warnings)
+
+
+def test_opera_duplicate_keeps_the_later_production_and_says_why(tmp_path):
+    # Synthetic: the same burst, polarisation and start, produced twice (a reprocessing).
+    old, new = opera_name(production="20231203T124004"), opera_name(production="20250830T120333")
+    constant_opera(tmp_path, old, 0.02)
+    constant_opera(tmp_path, new, 0.03)
+    c = read_catalog(tmp_path)
+    s = only(c)
+    assert s.bands["VH"].pieces() == [BandRef(tmp_path / new, 1)]
+    ((path, why),) = c.skipped
+    assert path.name == old
+    assert f"duplicate of {new}" in why and "burst T137-292320-IW2" in why
+    assert "later production (2025-08-30T12:03:33Z)" in why
+
+
+def test_duplicate_tagged_files_use_one_and_say_which(tmp_path):
+    # Two tagged VV+VH files of one acquisition covering the same ground: one is used, the other is skipped;
+    # before, the second was silently dropped.
+    tagged(tmp_path / "a.tif")
+    tagged(tmp_path / "b.tif")
+    c = read_catalog(tmp_path)
+    s = only(c)
+    assert s.bands["VH"].pieces() == [BandRef(tmp_path / "a.tif", 2)]
+    ((path, why),) = c.skipped
+    assert path.name == "b.tif" and "duplicate of a.tif" in why and "first in name order" in why
+
+
+def test_partial_duplicate_is_a_warning_naming_the_file(tmp_path):
+    # a.tif holds VV+VH; big_VH.tif holds VH of the same acquisition over more ground: it wins VH, a.tif keeps VV.
+    tagged(tmp_path / "a.tif")
+    write_tif(tmp_path / "big_VH.tif", np.full((30, 30), -12.0, np.float32),
+              tags={"ACQUISITION_START": "2018-09-05T08:35:12Z", "ORBIT_PASS": "ASCENDING", "RELATIVE_ORBIT": "39",
+                    "UNITS": "dB"})
+    c = read_catalog(tmp_path)
+    s = only(c)
+    assert s.bands["VH"].pieces() == [BandRef(tmp_path / "big_VH.tif", 1)]
+    assert s.bands["VV"].pieces() == [BandRef(tmp_path / "a.tif", 1)]
+    assert c.skipped == []
+    assert any(w.startswith("a.tif: duplicate of big_VH.tif") and "covers more ground" in w for w in c.warnings)
+
+
+def test_tiles_of_one_acquisition_are_pieces_not_duplicates(tmp_path):
+    # Two tagged tiles of one acquisition side by side (same start time, different ground): one scene, two pieces.
+    tagged(tmp_path / "west.tif")
+    tagged(tmp_path / "east.tif")
+    with rasterio.open(tmp_path / "east.tif", "r+") as dst:
+        dst.transform = from_origin(X0 + 200, Y0, 10, 10)
+    c = read_catalog(tmp_path)
+    s = only(c)
+    assert c.skipped == [] and len(s.bands["VH"].pieces()) == 2
+
+
+def test_esa_frames_of_one_acquisition_are_one_scene(tmp_path):
+    # Two consecutive GRD slices of one data take (start 25 s apart) are one acquisition; 12 days later is another.
+    frames = ["S1A_IW_GRDH_1SDV_20180905T083512_20180905T083537_023561_029117_8F1E.tif",
+              "S1A_IW_GRDH_1SDV_20180905T083537_20180905T083602_023561_029117_1A2B.tif",
+              "S1A_IW_GRDH_1SDV_20180917T083512_20180917T083537_023736_029680_0C0C.tif"]
+    for k, name in enumerate(frames):
+        write_tif(tmp_path / name, np.stack([DB_DATA, DB_DATA]), descriptions=["VV", "VH"], y0=Y0 - 150 * (k % 2),
+                  tags={"ORBIT_PASS": "ASCENDING", "UNITS": "dB"})
+    c = read_catalog(tmp_path)
+    assert len(c.scenes) == 2
+    first = c.scenes[0]
+    assert first.acquisition_start == dt.datetime(2018, 9, 5, 8, 35, 12, tzinfo=UTC)
+    assert [p.path.name for p in first.bands["VV"].pieces()] == frames[:2]
+    assert first.product == "ESA GRD"
+
+
+def test_burst_of_another_track_is_its_own_track_and_is_named(tmp_path):
+    # Synthetic constant rasters with OPERA names: three dates of track 137 and two of track 64 (descending).
+    for start in ("20231109T015911", "20231121T015911", "20231203T015911"):
+        constant_opera(tmp_path, opera_name(start=start))
+    for start in ("20231110T135000", "20231122T135000"):
+        constant_opera(tmp_path, opera_name(burst="T064-135000-IW1", start=start))
+    c = read_catalog(tmp_path)
+    assert {s.track for s in c.scenes} == {("ASCENDING", 137), ("DESCENDING", 64)}  # 13:50 UTC at 120 W: ~05:50
+    (note,) = [w for w in c.warnings if "tracks" in w]
+    assert "2 tracks" in note and "track 64 descending (T064-135000-IW1: 2 files, e.g. OPERA_L2_RTC-S1_T064" in note
+    assert "never mixed" in note
+    sel = select_stacks(c.scenes, dt.datetime(2023, 11, 15, tzinfo=UTC))
+    lines = sel.summary_lines()
+    assert len(lines) == 2 and all("OPERA RTC-S1" in line for line in lines)
+    assert any("relative orbit  64" in line and "burst T064-135000-IW1" in line for line in lines)
+
+
+def test_product_types_per_file(tmp_path):
+    tagged(tmp_path / "tagged.tif")
+    tagged(tmp_path / "sim.tif", when="2018-09-17T08:35:12Z", SYNTHETIC="true")
+    write_tif(tmp_path / HYP3_VH, LIN_DATA, tags={"ORBIT_PASS": "ASCENDING"})
+    write_tif(tmp_path / "export.tif", np.stack([DB_DATA, DB_DATA]))
+    (tmp_path / "scenes.csv").write_text("file,acquisition_start,orbit_pass,relative_orbit,units,polarisations\n"
+                                         "export.tif,2018-09-29T08:35:12Z,ASC,39,dB,VV;VH\n", encoding="utf-8")
+    products = {Path(f).name: kind for s in read_catalog(tmp_path).scenes
+                for f, kind in s.to_dict()["file_products"].items()}
+    assert products == {"tagged.tif": "tagged GeoTIFF", "sim.tif": "simulated (SYNTHETIC)",
+                        HYP3_VH: "ASF HyP3 RTC", "export.tif": "GeoTIFF + scenes sidecar"}
+
+
+def test_missing_polarisation_says_what_to_choose():
+    scenes = [scene(-12, pols=("VH",)), scene(5, pols=("VH",))]
+    with pytest.raises(CatalogError, match=r"none holds VV: choose a polarisation they hold \(--polarisation VH"):
+        select_stacks(scenes, EVENT, polarisations=("VV", "VH"))
+    assert select_stacks(scenes, EVENT, polarisations=("VH",)).tracks() == [("ASCENDING", 39)]
+
+
+def test_real_fixture_dates_all_before_the_event_say_what_to_change():
+    c = read_catalog(FIXTURE / B20)  # REAL OPERA fixture, one burst: 21 dates, the last on 2025-01-02
+    with pytest.raises(CatalogError) as err:
+        select_stacks(c.scenes, dt.datetime(2025, 6, 1, tzinfo=UTC))
+    first_line = str(err.value).splitlines()[0]
+    assert "every scene predates the event: add post-event scenes (acquired after 2025-06-01)" in first_line
+    assert "check --event (the last scene is of 2025-01-02)" in first_line
+    with pytest.raises(CatalogError, match=r"add pre-event scenes \(acquired before 2020-01-01\)"):
+        select_stacks(c.scenes, dt.datetime(2020, 1, 1, tzinfo=UTC))
+    # Between the 2023 and 2025 dates: no scene in the 90/30-day windows; the gaps are given, in whole days up.
+    # 2023-12-27T01:59 -> 2024-05-04T00:00 is 31+31+29+31+7 = 129 days less 2 h -> 129;
+    # 2024-05-04 -> 2025-01-02T01:59 is 245 - 2 = 243 days and 2 h -> 244.
+    with pytest.raises(CatalogError, match=r"nearest scenes are 129 days before and 244 days after"):
+        select_stacks(c.scenes, dt.datetime(2024, 5, 4, tzinfo=UTC))

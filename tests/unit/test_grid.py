@@ -532,3 +532,64 @@ def test_finer_or_rotated_source_is_placed_within_a_fraction_of_a_pixel(tmp_path
     grad = math.hypot(*(np.mean(np.abs(np.diff(expected, axis=ax))) / 10 for ax in (1, 0)))
     assert np.isfinite(out).all()
     assert_allclose(out, expected, atol=1.5 * grad)  # a half-pixel (5 m) misplacement would fail this
+
+
+# --------------------------------------------------------------------------- MosaicOnGrid (bursts / frames)
+
+
+def test_mosaic_means_overlaps_in_linear_power_and_ignores_noisy_edges(tmp_path):
+    from landslide_sar_plugin.core.grid import MosaicOnGrid, pixel_size_m
+
+    grid = make_grid(width=6, height=1)
+    # Piece a covers columns 0-3, piece b columns 2-5 (overlap 2-3); a in dB, b in linear power.
+    a = write_tif(tmp_path / "a.tif", [[-10.0, -10.0, -10.0, -40.0]], nodata=-9999.0)
+    b = write_tif(tmp_path / "b.tif", [[0.01, 0.001, 0.02, 0.05]], x0=X0 + 20)
+    with MosaicOnGrid([(a, 1, "dB"), (b, 1, "linear")], grid) as m:
+        out = m.read(Window(0, 0, 6, 1))
+        assert m.units == "linear" and m.paths == [a, b]
+    # col 0, 1: a only, 10^(-1) = 0.1.  col 2: mean of 0.1 and 0.01 = 0.055 (in power, not dB).
+    # col 3: a is -40 dB (edge noise, below -30 dB), b is 0.001 (exactly -30 dB, also noise): both noise,
+    #        so their mean (1e-4 + 1e-3) / 2 = 5.5e-4 is kept for the edge-noise mask downstream.
+    # col 4, 5: b only.
+    assert_allclose(out, [[0.1, 0.1, 0.055, 5.5e-4, 0.02, 0.05]], rtol=1e-6)
+    # A noisy value does not darken a valid neighbour: a's -40 dB against a valid 0.02 -> 0.02.
+    c = write_tif(tmp_path / "c.tif", [[0.02]], x0=X0 + 30)
+    with MosaicOnGrid([(a, 1, "dB"), (c, 1, "linear")], grid) as m:
+        assert_allclose(m.read(Window(3, 0, 1, 1)), [[0.02]], rtol=1e-6)
+    with rasterio.open(a) as src:
+        assert pixel_size_m(src) == 10.0
+
+
+def test_mosaic_refuses_unknown_units(tmp_path):
+    from landslide_sar_plugin.core.grid import MosaicOnGrid
+
+    a = write_tif(tmp_path / "a.tif", [[1.0]])
+    with pytest.raises(GridError, match="unknown units 'furlongs'"):
+        MosaicOnGrid([(a, 1, "furlongs")], make_grid())
+
+
+def test_pixel_size_in_metres_of_a_geographic_raster(tmp_path):
+    from landslide_sar_plugin.core.grid import pixel_size_m
+
+    # 1 arc-second (1/3600 deg) at 60 N: x 111320 * cos 60 / 3600 = 15.46 m, y 110574 / 3600 = 30.72 m -> 30.72.
+    path = write_tif(tmp_path / "geo.tif", np.zeros((4, 4)), crs="EPSG:4326", x0=10.0, y0=60.0 + 2 / 3600,
+                     res=1 / 3600)
+    with rasterio.open(path) as src:
+        assert pixel_size_m(src) == pytest.approx(110574 / 3600, rel=1e-6)
+
+
+def test_mosaic_reads_only_the_pieces_that_touch_the_block(tmp_path):
+    from landslide_sar_plugin.core.grid import MosaicOnGrid
+
+    grid = make_grid(width=40, height=1)
+    a = write_tif(tmp_path / "a.tif", np.full((1, 5), 0.1))  # columns 0-4
+    b = write_tif(tmp_path / "b.tif", np.full((1, 5), 0.3), x0=X0 + 350)  # columns 35-39
+    with MosaicOnGrid([(a, 1, "linear"), (b, 1, "linear")], grid) as m:
+        calls = []
+        for reader, _ in m._readers:
+            original = reader.read
+            reader.read = lambda w, original=original, path=reader.path: calls.append(path.name) or original(w)
+        assert_allclose(m.read(Window(0, 0, 10, 1)), [[0.1] * 5 + [np.nan] * 5])
+        assert calls == ["a.tif"]  # b lies 25 columns away: not read
+        whole = m.read(Window(0, 0, 40, 1))
+    assert_allclose(whole, [[0.1] * 5 + [np.nan] * 30 + [0.3] * 5])

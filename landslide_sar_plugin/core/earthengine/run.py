@@ -126,13 +126,19 @@ class EEListing:
                            for s in graph.stack_specs(self.selection)]}
 
 
+EE_PIXEL_SIZE_M = 10.0  # COPERNICUS/S1_GRD's pixel spacing: the finest input of an Earth Engine run
+
+
 def output_grid(params: DetectParams) -> Grid:
     if params.aoi is None:
         raise DetectionError("Earth Engine needs an area of interest (--aoi: a box or a polygon file)")
+    px = params.pixel_size if params.pixel_size is not None else EE_PIXEL_SIZE_M
+    reason = "given by the user" if params.pixel_size is not None else "not given: COPERNICUS/S1_GRD's 10 m spacing"
     try:
-        return grid_from_bounds(params.aoi.bounds, params.aoi.crs, params.pixel_size, params.crs)
+        grid = grid_from_bounds(params.aoi.bounds, params.aoi.crs, px, params.crs)
     except GridError as exc:
         raise DetectionError(str(exc)) from None
+    return dataclasses.replace(grid, pixel_size_reason=reason)
 
 
 def _windows(params: DetectParams) -> tuple[tuple, tuple]:
@@ -173,7 +179,8 @@ def list_scenes(params: DetectParams, *, transport, orbit_pass: str | None = Non
         scenes.append(cat.Scene(
             scene_id=str(sid), acquisition_start=t, orbit_pass=cat._norm_pass(opass),
             relative_orbit=int(rel) if rel is not None else None, units="dB",
-            bands={p: cat.BandRef(Path(f"ee://{q.collection}/{sid}"), i + 1) for i, p in enumerate(q.polarisations)}))
+            bands={p: cat.BandRef(Path(f"ee://{q.collection}/{sid}"), i + 1) for i, p in enumerate(q.polarisations)},
+            file_products={str(Path(f"ee://{q.collection}/{sid}")): f"ESA GRD (Earth Engine {q.collection})"}))
     scenes.sort(key=lambda s: (s.acquisition_start, s.scene_id))
     if not scenes:
         raise DetectionError(
