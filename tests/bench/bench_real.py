@@ -50,11 +50,8 @@ SIMULATED = {
 }
 
 
-def params_for(setting: dict, event, pre_range=None, post_range=None, pixel_size=None) -> DetectParams:
-    fields = dict(setting)
-    if pixel_size is not None and "pixel_size" not in fields:
-        fields["pixel_size"] = pixel_size
-    return DetectParams(event_time=event, pre_range=pre_range, post_range=post_range, **fields)
+def params_for(setting: dict, event, pre_range=None, post_range=None) -> DetectParams:
+    return DetectParams(event_time=event, pre_range=pre_range, post_range=post_range, **setting)
 
 
 # --------------------------------------------------------------------------- scoring
@@ -136,7 +133,7 @@ def run_real_case(spec, real_root: Path, work: Path, settings: dict) -> dict:
            "polarisations": list(spec.polarisations), "pre": list(spec.pre), "post": list(spec.post),
            "n_slides": case.n_slides, "slide_area_m2": case.slide_area_m2, "settings": {}}
     for name, setting in settings.items():
-        params = params_for(setting, case.event_time, case.pre_range, case.post_range, stack.pixel_size)
+        params = params_for(setting, case.event_time, case.pre_range, case.post_range)
         t0 = time.perf_counter()
         res = run_detection(case.scenes_dir, case.dem, work / spec.name / name, params)
         row = score_run(res, spec.kind, case.truth_mask, case.land_mask if spec.kind == "no_change" else None,

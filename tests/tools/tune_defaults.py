@@ -60,7 +60,7 @@ def score_arrays(work: Path, real_root: Path) -> list[dict]:
         case = imprint.write_case(spec, stack, work / spec.name / "case")
         for pol, spk in itertools.product(POLS, SPECKLE_M):
             params = DetectParams(event_time=case.event_time, pre_range=case.pre_range, post_range=case.post_range,
-                                  pixel_size=stack.pixel_size, polarisation=pol, speckle_sigma_m=spk)
+                                  polarisation=pol, speckle_sigma_m=spk)
             res = run_detection(case.scenes_dir, case.dem, work / spec.name / f"{pol}_{spk:g}", params)
             score = _read(res.files["a_ratio"])
             ref = case.truth_mask if spec.kind == "imprinted" else case.land_mask

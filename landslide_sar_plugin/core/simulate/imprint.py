@@ -92,12 +92,6 @@ from ..raster_io import write_geotiff
 IMPRINT_VERSION = "1.0.0"
 """Bumped whenever the same case specification would give different files."""
 
-# OPERA RTC-S1 product names (the crops carry no tags; the name is all a reader gets).
-_OPERA_NAME = re.compile(
-    r"OPERA_L2_RTC-S1_T(?P<track>\d{3})-(?P<burst>\d{6})-(?P<swath>IW\d)_(?P<start>\d{8}T\d{6})Z_"
-    r"\d{8}T\d{6}Z_(?P<sensor>S1[A-D])_(?P<res>\d+)_v[\d.]+_(?P<pol>VV|VH|HH|HV)\.tif$"
-)
-
 REGIMES = {
     "earthquake": dict(a=1280.0, density_per_km2=4.0, elong=(1.5, 3.5), scar_fraction=0.6),
     "rain": dict(a=6000.0, density_per_km2=1.5, elong=(3.0, 7.0), scar_fraction=0.5),
@@ -105,7 +99,6 @@ REGIMES = {
 _RHO, _S_M2, _MAX_AREA_M2 = 1.4, -132.0, 1.5e5
 _KIND_P = {"drop": 0.75, "rise": 0.12, "faint": 0.13}
 _COMPONENTS = {"terrain": 1, "slides": 2, "change": 3, "dates": 4}
-PASS_ASCENDING = "ASCENDING"  # track 137 over California: 01:59 UTC, about 18:00 local solar time
 
 
 class ImprintError(ValueError):
@@ -150,16 +143,18 @@ def read_opera_burst(folder: str | Path) -> RealStack:
     """The OPERA RTC-S1 files of one burst folder (one file per date and polarisation, one grid)."""
     import rasterio
 
+    from ..sources import opera
+
     root = Path(folder)
     files: dict[tuple[_dt.datetime, str], Path] = {}
     bursts = set()
     for path in sorted(root.glob("OPERA_L2_RTC-S1_*.tif")):
-        m = _OPERA_NAME.search(path.name)
-        if m is None:
+        name = opera.parse_name(path.name)
+        if name is None or name.polarisation is None:
             continue
-        date = _dt.datetime.strptime(m["start"], "%Y%m%dT%H%M%S").replace(tzinfo=_dt.timezone.utc)
-        files[(date, m["pol"])] = path
-        bursts.add((int(m["track"]), f"T{m['track']}-{m['burst']}-{m['swath']}"))
+        date = name.start.replace(microsecond=0)
+        files[(date, name.polarisation)] = path
+        bursts.add((name.track, name.burst_id))
     if not files:
         raise ImprintError(f"no OPERA RTC-S1 file in {root}")
     if len(bursts) != 1:
@@ -367,20 +362,16 @@ def _to_db(linear: np.ndarray) -> np.ndarray:
         return np.where(linear > 0, 10.0 * np.log10(linear), np.nan).astype(np.float32)
 
 
-def _scene_tags(stack: RealStack, date: _dt.datetime, pol: str, imprinted: bool) -> dict:
-    tags = {
-        "ACQUISITION_START": date.strftime("%Y-%m-%dT%H:%M:%SZ"), "RELATIVE_ORBIT": stack.track,
-        "UNITS": "linear", "POLARISATIONS": pol,
-        "REAL_BACKGROUND": f"real OPERA RTC-S1 backscatter, burst {stack.burst} (NASA/JPL OPERA; contains "
-                           "modified Copernicus Sentinel data)",
-    }
+def _scene_tags(stack: RealStack, imprinted: bool) -> dict:
+    """Labels only: like a user's OPERA download, the scene is described by its file name alone."""
+    tags = {"REAL_BACKGROUND": f"real OPERA RTC-S1 backscatter, burst {stack.burst} (NASA/JPL OPERA; contains "
+                               "modified Copernicus Sentinel data)"}
     if imprinted:
         tags["IMPRINTED"] = "SYNTHETIC landslides multiplied into this real scene (core/simulate/imprint.py)"
     return tags
 
 
-def write_case(spec: CaseSpec, stack: RealStack, out_dir: str | Path, *, orbit_pass: str = PASS_ASCENDING,
-               relief_m: float = 500.0) -> CaseFiles:
+def write_case(spec: CaseSpec, stack: RealStack, out_dir: str | Path, *, relief_m: float = 500.0) -> CaseFiles:
     """Write one case: scenes (real pre, real or imprinted post), synthetic DEM, truth and land masks."""
     out = Path(out_dir)
     if out.exists():
@@ -409,7 +400,7 @@ def write_case(spec: CaseSpec, stack: RealStack, out_dir: str | Path, *, orbit_p
             values = stack.read_linear(date, pol)
             if imprinted:
                 values = values * np.power(10.0, changes[pol] * scale / 10.0, dtype=np.float32)
-            tags = {**_scene_tags(stack, date, pol, imprinted), "ORBIT_PASS": orbit_pass}
+            tags = _scene_tags(stack, imprinted)
             write_geotiff(scenes / src.name, values.astype(np.float32), transform=stack.transform, crs=stack.crs,
                           nodata=float("nan"), band_descriptions=[pol], tags=tags)
     files = _write_rasters(out, stack, elev, labels, land, spec)
