@@ -38,23 +38,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s = argparse.SUPPRESS
     parser.add_argument("--out", required=True, default=s, metavar="DIR",
                         help="output folder for calibration.json and calibration.md; required, no default")
-    parser.add_argument("--real", nargs="+", metavar="DIR", default=[],
+    parser.add_argument("--real", nargs="+", metavar="DIR", default=s,
                         help="burst folders of OPERA RTC-S1 files, or folders holding such burst folders; "
-                             "default: none (use the shipped real numbers)")
-    parser.add_argument("--tuning", type=_names, default=["T137-292319-IW2", "T137-292321-IW2"], metavar="NAMES",
+                             "default: none (use the real numbers shipped with the package)")
+    parser.add_argument("--tuning", type=_names, default="T137-292319-IW2,T137-292321-IW2", metavar="NAMES",
                         help="comma-separated burst folder names the simulator is tuned on; the other land bursts "
                              "are reported as held out")
-    parser.add_argument("--published", metavar="DIR", default=None,
+    parser.add_argument("--published", metavar="DIR", default=s,
                         help="folder of published dataset statistics (MM-LandslideNet JSON, Sen12Landslides CSV) "
                              "to quote as 10 m references; default: none")
-    parser.add_argument("--seeds", type=_seeds, default=[1, 2, 3, 4], metavar="N,N",
+    parser.add_argument("--seeds", type=_seeds, default="1,2,3,4", metavar="N,N",
                         help="simulation seeds per simulated group")
     parser.add_argument("--size", type=int, default=300,
                         help="simulated crop size (pixels of 10 m; 300 = 3 km, the real crops' size)")
     parser.add_argument("--n-pre", type=int, default=4, help="dates per pre window (count)")
     parser.add_argument("--n-post", type=int, default=2, help="dates per post window (count)")
-    parser.add_argument("--reference-out", metavar="FILE", default=None,
-                        help="also write the real numbers here (make calibration: core/simulate/real_calibration.json)")
+    parser.add_argument("--reference-out", metavar="FILE", default=s,
+                        help="also write the real numbers here (make calibration: "
+                             "core/simulate/real_calibration.json); default: not written")
 
 
 def _simulated_groups(dates, seeds, size, n_pre, n_post, log) -> list[dict]:
@@ -88,14 +89,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--n-pre and --n-post must be at least 1 and --size 64..2000 pixels")
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
     real = []
-    for folder in cr.burst_folders(args.real):
+    for folder in cr.burst_folders(getattr(args, "real", [])):
         real.append(cr.real_burst_statistics(cr.read_opera_burst(folder), args.n_pre, args.n_post))
         log(f"  read real burst {folder.name}")
     reference = None if real else cr.load_reference()
     land = [b for b in real if b["surface"] == "land"] or real
     dates = cr.reference_dates(reference or land[0])
     simulated = _simulated_groups(dates, args.seeds, args.size, args.n_pre, args.n_post, log)
-    published = cr.published_statistics(args.published) if args.published else {}
+    published = cr.published_statistics(args.published) if hasattr(args, "published") else {}
     report = cr.build_report(real, args.tuning, simulated, args.n_pre, args.n_post, published)
     if reference:
         report["table"] = {**_real_rows_from_reference(reference), **report["table"]}
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         tmp.write_text(json.dumps(_finite(report), indent=1, sort_keys=True) + "\n", encoding="utf-8")
     with atomic_output(out / "calibration.md") as tmp:
         tmp.write_text(cr.to_markdown(report), encoding="utf-8")
-    if args.reference_out and real:
+    if hasattr(args, "reference_out") and real:
         with atomic_output(Path(args.reference_out)) as tmp:
             tmp.write_text(json.dumps(_finite(cr.reference_numbers(report)), indent=1, sort_keys=True) + "\n",
                            encoding="utf-8")

@@ -253,6 +253,11 @@ def test_calibrate_command_writes_json_and_markdown(tmp_path, capsys):
     assert 0.3 < real_std < 3.0  # iid gamma(8) speckle: about 1.3 dB
     md = (out / "calibration.md").read_text()
     assert "SYNTHETIC calibrated (30m, land)" in md and "real, tuning bursts" in md
+    # without --real: the real rows and dates come from the numbers shipped with the package
+    assert cli.main(["calibrate", "--seeds", "2", "--size", "64", "--out", str(tmp_path / "shipped")]) == 0
+    shipped = json.loads((tmp_path / "shipped" / "calibration.json").read_text())
+    assert shipped["table"]["real_tuning"]["VH"]["mean"]["std_db"] == cr.load_reference()["groups"]["tuning"]["VH"][
+        "std_db"]
     assert cli.main(["calibrate", "--real", str(tmp_path / "nothing"), "--out", str(tmp_path / "o2")]) == 1
     assert "not a folder" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists()
