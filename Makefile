@@ -14,7 +14,7 @@ SAMPLE_EVENT := 2018-09-05T18:07:59Z
 OUT ?= out/demo
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: help setup demo test test-unit test-qgis bench bench-real tune-defaults package lint sample screenshot train-demo clean
+.PHONY: help setup demo test test-unit test-qgis bench bench-real tune-defaults package lint sample calibration screenshot train-demo clean
 
 help:
 	@echo "make demo     install what is missing, detect landslides on the synthetic sample scene"
@@ -25,6 +25,7 @@ help:
 	@echo "make package  build the plugin zip for the QGIS plugin repository (dist/)"
 	@echo "make lint     ruff on everything, bandit on the plugin package"
 	@echo "make sample   regenerate the sample scene byte for byte"
+	@echo "make calibration  simulator vs real OPERA RTC-S1 stacks: table in out/calibration/ (needs ../shared/realdata)"
 	@echo "make screenshot  screenshot of the dock after a run on the sample scene (docs/dock.png)"
 	@echo "make train-demo  train the shipped ONNX model from scratch on simulated events (CPU, ~10-20 min)"
 
@@ -81,6 +82,12 @@ lint: setup
 
 sample: setup
 	$(PY) -m landslide_sar_plugin simulate --preset sample --seed $(SAMPLE_SEED) --out $(SAMPLE)
+
+REALDATA ?= ../shared/realdata
+calibration: setup
+	$(PY) -m landslide_sar_plugin calibrate --real $(REALDATA)/opera_rtc_s1_california_t137 \
+	  --published $(REALDATA)/statistics --tuning T137-292319-IW2,T137-292321-IW2 --out out/calibration \
+	  --reference-out landslide_sar_plugin/core/simulate/real_calibration.json
 
 train-demo: setup
 	$(PY) -m training train-demo --out landslide_sar_plugin/models

