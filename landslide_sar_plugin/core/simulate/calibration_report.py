@@ -29,7 +29,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,9 +40,19 @@ from .calibration import block_average_db, block_mask, nanmean, stack_statistics
 WATER_VH_DB = -24.0
 TARGET_PIXEL_M = 30.0
 REFERENCE_FILE = Path(__file__).with_name("real_calibration.json")
-_OPERA_NAME = re.compile(
-    r"^OPERA_L2_RTC-S1_(?P<burst>T\d{3}-\d{6}-IW[123])_(?P<start>\d{8}T\d{6})Z_\d{8}T\d{6}Z_"
-    r"(?P<sensor>S1[ABCD])_(?P<res>\d+)_v[\d.]+_(?P<pol>VV|VH|HH|HV)\.tif$", re.IGNORECASE)
+
+
+def _opera_layer(name: str) -> tuple[str, str] | None:
+    """(start, polarisation) of an OPERA RTC-S1 backscatter file name, else None (one parser: sources.opera)."""
+    from ..sources import opera
+
+    try:
+        parsed = opera.parse_name(name)
+    except opera.OperaNameError:
+        return None
+    if parsed is None or parsed.polarisation is None:
+        return None
+    return f"{parsed.start:%Y%m%dT%H%M%S}", parsed.polarisation
 
 
 # --------------------------------------------------------------------------- real bursts
@@ -62,9 +71,9 @@ def read_opera_burst(folder: str | Path) -> dict:
     folder = Path(folder)
     found: dict[tuple[str, str], Path] = {}
     for path in sorted(folder.glob("*.tif")):
-        m = _OPERA_NAME.match(path.name)
-        if m:
-            found[(m.group("start"), m.group("pol").upper())] = path
+        layer = _opera_layer(path.name)
+        if layer:
+            found[layer] = path
     starts = sorted({start for start, _ in found})
     if not starts:
         raise ValueError(f"{folder} holds no OPERA L2 RTC-S1 GeoTIFF (OPERA_L2_RTC-S1_T..._VV.tif / _VH.tif)")
@@ -90,11 +99,11 @@ def burst_folders(paths: Sequence[str | Path]) -> list[Path]:
     for p in map(Path, paths):
         if not p.is_dir():
             raise ValueError(f"{p} is not a folder of OPERA RTC-S1 bursts")
-        if any(_OPERA_NAME.match(f.name) for f in p.glob("*.tif")):
+        if any(_opera_layer(f.name) for f in p.glob("*.tif")):
             out.append(p)
         else:
             subs = sorted(d for d in p.iterdir()
-                          if d.is_dir() and any(_OPERA_NAME.match(f.name) for f in d.glob("*.tif")))
+                          if d.is_dir() and any(_opera_layer(f.name) for f in d.glob("*.tif")))
             if not subs:
                 raise ValueError(f"{p} holds no OPERA RTC-S1 burst (no OPERA_L2_RTC-S1_*.tif in it or below it)")
             out.extend(subs)
