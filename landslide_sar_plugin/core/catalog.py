@@ -357,8 +357,8 @@ def read_catalog(folder: str | Path) -> Catalog:
                             "solar time of acquisition. Add an ORBIT_PASS tag to be sure.")
         infos.append(info)
     scenes = _merge_into_scenes(infos, warnings)
-    for path, reason in skipped:
-        log.warning("skipped %s: %s", path.name, reason)
+    for path, reason in skipped:  # callers (the runs, the dock) warn once; a warning here printed each twice
+        log.debug("skipped %s: %s", path.name, reason)
     return Catalog(scenes=scenes, skipped=skipped, warnings=warnings)
 
 

@@ -45,6 +45,7 @@ from .staging import (  # noqa: F401 (Cancelled and DetectionError are part of t
     CancelFn,
     Cancelled,
     DetectionError,
+    Finalize,
     Progress,
     ProgressFn,
     StagedRaster,
@@ -105,6 +106,10 @@ class DetectParams:
             raise DetectionError("give exactly one of a fixed threshold (dB) or a percentile")
         if self.percentile is not None and not 0 < self.percentile < 100:
             raise DetectionError(f"the percentile must lie strictly between 0 and 100, not {self.percentile}")
+        for f in dataclasses.fields(self):  # NaN passes every comparison below: refuse it first
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise DetectionError(f"{f.name.replace('_', '-')} must be a finite number, not {value}")
         for name in ("pre_days", "post_days", "pixel_size", "block_size"):
             if getattr(self, name) <= 0:
                 raise DetectionError(f"{name.replace('_', '-')} must be positive, not {getattr(self, name)}")
@@ -288,7 +293,7 @@ def prepare_run(
         raise DetectionError(str(exc)) from None
     for line in selection.summary_lines():
         log.info("%s", line)
-    for w in warnings:
+    for w in warnings:  # read_catalog does not log; each warning is printed once, here
         log.warning("%s", w)
     return PreparedRun(catalog, selection, scenes, grid, warnings)
 
@@ -349,12 +354,15 @@ def run_detection(
     *,
     progress: ProgressFn | None = None,
     is_cancelled: CancelFn | None = None,
+    finalize: Finalize | None = None,
 ) -> DetectResult:
     """Run the A_ratio detection and write its outputs into ``out_dir`` (see the module docstring).
 
     ``progress(fraction, message)`` is called often with a fraction in 0..1;
     ``is_cancelled()`` is polled at every block, and a True answer raises
-    :class:`Cancelled` after removing the staged files.
+    :class:`Cancelled` after removing the staged files.  ``finalize(staging,
+    result)`` may stage more outputs (preview, evaluation) that are published
+    with the run (see :func:`.staging.run_staged`).
     """
     params.validate()
     t_start = time.perf_counter()
@@ -369,7 +377,8 @@ def run_detection(
     timings["catalogue_s"] = time.perf_counter() - t_start
 
     return run_staged(out, lambda staging: _run_staged(scenes_dir, dem, out, staging, params, catalog, selection,
-                                                      grid, warnings, timings, prog), timings, t_start)
+                                                      grid, warnings, timings, prog), timings, t_start,
+                      finalize=finalize)
 
 
 def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectParams, catalog: cat.Catalog,
