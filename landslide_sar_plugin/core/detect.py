@@ -40,7 +40,7 @@ from rasterio.windows import Window
 from . import catalog as cat
 from . import composite, terrain
 from .candidates import ThresholdSpec, threshold_and_vectorise
-from .grid import Aoi, Grid, GridError, RasterOnGrid, footprint, grid_from_bounds, overlap_fraction
+from .grid import Aoi, Grid, GridError, RasterOnGrid, check_dem, footprint, grid_from_bounds, overlap_fraction
 from .staging import (  # noqa: F401 (Cancelled and DetectionError are part of this module's API)
     CancelFn,
     Cancelled,
@@ -272,6 +272,10 @@ def prepare_run(
     """
     if not Path(dem).is_file():
         raise DetectionError(f"DEM file {dem} does not exist")
+    try:
+        check_dem(dem)  # a raster, georeferenced, heights in metres
+    except GridError as exc:
+        raise DetectionError(str(exc)) from None
     prog(0.0, "reading the scene catalogue")
     try:
         catalog = cat.read_catalog(scenes_dir)
