@@ -368,6 +368,7 @@ def create_inventory(path: str | os.PathLike, crs, *, exist_ok: bool = False) ->
     half-made file: one creates it, the others find it complete.
     """
     p = Path(path)
+    _remove_dead_partials(p)
     if p.exists():
         if exist_ok:
             _check_inventory(p)
@@ -378,6 +379,7 @@ def create_inventory(path: str | os.PathLike, crs, *, exist_ok: bool = False) ->
         return p
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(f".{p.stem}.partial-{uuidlib.uuid4().hex[:8]}{p.suffix}")
+    alive = _hold(tmp)  # tells _remove_dead_partials of other processes that this one is still building
     try:
         _add_inventory_layer(tmp, crs)
         try:
@@ -388,7 +390,46 @@ def create_inventory(path: str | os.PathLike, crs, *, exist_ok: bool = False) ->
             _check_inventory(p)
     finally:
         _remove(tmp)
+        alive.close()
     return p
+
+
+def _hold(path: Path):
+    """Create ``path`` and hold an exclusive flock on it (POSIX; a plain open file elsewhere)."""
+    fh = open(path, "a+b")  # noqa: SIM115 (closed by the caller when the file is done)
+    if os.name != "nt":
+        import fcntl
+
+        with contextlib.suppress(OSError):
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fh
+
+
+def _remove_dead_partials(final: Path) -> list[str]:
+    """Remove temporary inventories that a killed process was building beside ``final`` (their flock is gone)."""
+    if os.name == "nt" or not final.parent.is_dir():
+        return []
+    import fcntl
+    import re
+
+    pattern = re.compile(rf"^\.{re.escape(final.stem)}\.partial-[0-9a-f]{{8}}{re.escape(final.suffix)}$")
+    removed = []
+    for entry in final.parent.iterdir():
+        if not pattern.match(entry.name):
+            continue
+        try:
+            with open(entry, "rb") as fh:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while its builder is alive
+                _remove(entry)
+            removed.append(entry.name)
+        except OSError:
+            continue
+    if removed:
+        import logging
+
+        logging.getLogger(__name__).warning("removed %d leftover(s) of inventory creations that were killed: %s",
+                                            len(removed), ", ".join(sorted(removed)))
+    return removed
 
 
 def _link_new(tmp: Path, final: Path) -> None:
