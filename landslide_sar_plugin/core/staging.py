@@ -487,17 +487,21 @@ def publish(staging: Path, out_dir: Path, files: Mapping[str, Path], *, replace:
     stay and the new ones join them.  ``adopt`` names entries already in
     ``out_dir`` (written by this run before it was staged, e.g. Earth Engine
     downloads) that become part of it.  ``run.json`` is moved last.  See the
-    module docstring for the protocol; on success ``staging`` is removed and
-    the folder lock released.  Returns ``{key: final path}``.
+    module docstring for the protocol; ``staging`` is removed and the folder
+    lock released in every case (on failure nothing new is in ``out_dir``).
+    Returns ``{key: final path}``.
     """
     staging, out = Path(staging), Path(out_dir)
-    own_lock = staging not in _holds
-    if own_lock:
+    if staging not in _holds:
         _acquire(out, staging)
     try:
-        return _publish_locked(staging, out, files, replace=replace, adopt=tuple(adopt))
-    finally:
-        _release(staging)
+        final = _publish_locked(staging, out, files, replace=replace, adopt=tuple(adopt))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        _release(staging, remove_created=True)
+        raise
+    _release(staging)
+    return final
 
 
 def _publish_locked(staging: Path, out: Path, files: Mapping[str, Path], *, replace: bool,

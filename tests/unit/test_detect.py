@@ -306,6 +306,7 @@ def test_cli_corrupt_geotiff_is_skipped_with_a_warning_naming_it(scene_dir, tmp_
     code, out, err = run_cli(capsys, *cli_args(scene_dir, tmp_path / "dem.tif", tmp_path / "out"))
     assert code == 0, err
     assert "broken.tif" in caplog.text and "not a readable GeoTIFF" in caplog.text
+    assert err.count("skipped broken.tif") == 1  # it used to be printed twice (catalogue and run)
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert [Path(s["file"]).name for s in run["inputs"]["skipped"]] == ["broken.tif"]
 
