@@ -419,9 +419,14 @@ def check_not_foreign(out_dir: Path, names: Iterable[str], manifest: dict | None
     ours = set((manifest if manifest is not None else read_manifest(out) or {}).get("entries", {}))
     for name in names:
         target = out / name
-        if (target.exists() or target.is_symlink()) and name not in ours:
+        if (target.exists() or target.is_symlink()) and name not in ours and not _run_folder(target):
             raise DetectionError(f"{target} already exists and was not written by a run of this tool; move it "
                                  "away or choose another output folder (existing files are never overwritten)")
+
+
+def _run_folder(path: Path) -> bool:
+    """A sub-folder holding a complete run of ours (the dock's ``a_ratio/`` and ``model/``) is ours too."""
+    return path.is_dir() and not path.is_symlink() and read_manifest(path) is not None
 
 
 def _move(src: Path, dst: Path) -> None:
@@ -513,6 +518,7 @@ def _publish_locked(staging: Path, out: Path, files: Mapping[str, Path], *, repl
     check_not_foreign(out, names.values(), previous)
     new_order = sorted(names.values(), key=lambda n: n == "run.json")  # run.json last
     moved_aside = [n for n in old_entries if (replace or n in new_order) and n not in adopt]
+    moved_aside += [n for n in new_order if n not in old_entries and _run_folder(out / n)]
     run_id = uuid.uuid4().hex
     entries = {} if replace else {n: e for n, e in old_entries.items() if n not in new_order}
     for key, path in files.items():

@@ -150,3 +150,23 @@ def test_run_json_stays_strict_json_with_nan_and_infinity(tmp_path):
 
     data = json.loads((tmp_path / "run.json").read_text(), parse_constant=refuse)
     assert data == {"threshold_db": None, "p": [None, 1.5], "nested": {"x": None}}
+
+
+def test_run_folders_published_one_by_one_are_replaced_by_a_run_of_both(tmp_path):
+    # The dock publishes a_ratio/ and model/ as runs of their own and adds agreement.tif to the parent.
+    out = tmp_path / "out"
+    for sub in ("a_ratio", "model"):
+        st, files = stage_files(out / sub, {"run": "run.json"})
+        staging.publish(st, out / sub, files)
+    st, files = stage_files(out, {"agreement": "agreement.tif"})
+    staging.publish(st, out, files, replace=False)
+
+    def build(st):
+        for sub in ("a_ratio", "model"):
+            inner, files = stage_files(st / sub, {"run": "run.json", "x": "x.tif"})
+            staging.publish(inner, st / sub, files)
+        (st / "agreement.tif").write_text("new")
+        return {"a_ratio": st / "a_ratio", "model": st / "model", "agreement": st / "agreement.tif"}
+
+    staging.publish_as_one(out, build)
+    assert visible(out) == ["a_ratio", "agreement.tif", "model"] and visible(out / "model") == ["run.json", "x.tif"]
