@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import sqlite3
 import sys
 
 from .commands import COMMAND_MODULES
@@ -18,6 +19,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1  # the input or the request was wrong; the message says what to do
 EXIT_USAGE = 2  # argparse's own code for bad options
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what shells report for a process ended by `kill`
 
 
 class CommandError(Exception):
@@ -58,6 +60,8 @@ class _CurrentStderrHandler(logging.StreamHandler):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .core.staging import Terminated, signals_raise
+
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = _CurrentStderrHandler()
@@ -66,16 +70,36 @@ def main(argv: list[str] | None = None) -> int:
     package_log.addHandler(handler)
     package_log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
-        return int(args._run(args) or EXIT_OK)
+        with signals_raise():  # SIGTERM (kill PID) unwinds and cleans up exactly like Ctrl+C
+            return int(args._run(args) or EXIT_OK)
+    except Terminated:
+        print("terminated; no partial output was kept", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("interrupted; no partial output was kept", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # output piped into `head` and closed early: not an error
         return EXIT_OK
-    except (CommandError, ValueError, FileNotFoundError, PermissionError) as exc:
+    except (CommandError, ValueError, OSError, sqlite3.Error) as exc:
+        # ValueError covers every core error type (DetectionError, ModelError, GeoPackageError, InventoryError...);
+        # OSError covers RasterioIOError and file-system failures.
         if args.verbose:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # a bug: still one line for the user, the traceback with -v
+        if args.verbose:
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {one_line(exc)} (this is a bug; rerun with -v for the "
+              "details and report them)", file=sys.stderr)
         return EXIT_FAILURE
     finally:
         package_log.removeHandler(handler)
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (extra lines, e.g. a stack summary, are joined with '; ')."""
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())

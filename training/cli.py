@@ -101,5 +101,8 @@ def main(argv=None) -> int:
         except (FileExistsError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except ValueError as exc:  # CheckpointError, InventoryError, DatasetError...: one line, no traceback
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         return 0
     return 1

@@ -72,8 +72,28 @@ def save_checkpoint(model, path: str | Path, *, arch: str, norm: dict, recipe: d
     return path
 
 
+class CheckpointError(ValueError):
+    """A checkpoint cannot be loaded safely; the message says why."""
+
+
 def load_checkpoint(path: str | Path):
-    ck = torch.load(str(path), map_location="cpu", weights_only=False)
+    """The model and the dict of a checkpoint written by :func:`save_checkpoint`.
+
+    ``weights_only=True``: only tensors and plain containers are unpickled, so a
+    ``.pt`` placed next to a model cannot run code when it is loaded (pickle
+    would call whatever its ``__reduce__`` names).
+    """
+    import pickle  # noqa: S403 (only for the exception type; torch's safe loader does the reading)
+
+    try:
+        ck = torch.load(str(path), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{Path(path).name} is not a plain PyTorch checkpoint of this project, refused "
+                              f"without running it ({first[:160]})") from None
+    if not isinstance(ck, dict) or not {"arch", "config", "state_dict"} <= set(ck):
+        raise CheckpointError(f"{Path(path).name} is not a checkpoint written by this project's training "
+                              "(it lacks arch, config or state_dict)")
     cfg = ck["config"]
     model = build_model(ck["arch"], cfg["in_channels"], cfg["base_filters"], cfg["depth"], cfg.get("dropout", 0.0))
     model.load_state_dict(ck["state_dict"])

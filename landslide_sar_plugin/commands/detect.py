@@ -245,6 +245,51 @@ def resolve_model(args):
     return path
 
 
+def _check_inputs_early(args, params) -> None:
+    """Everything that can be refused before a pixel is computed: parameters and the --truth file."""
+    from ..cli import CommandError
+    from ..core.detect import DetectionError
+
+    try:
+        params.validate()
+    except DetectionError as exc:
+        raise CommandError(str(exc)) from None
+    if args.truth:
+        from ..core.metrics import check_readable
+
+        try:
+            check_readable(args.truth, "--truth")
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+
+
+def _extras(args, name: str):
+    """The run's ``finalize``: stage preview.png and evaluation.json so they are published with the run."""
+    score_key, vmin, vmax = ("probability", -1.0, 1.0) if name == "model" else ("a_ratio", -5.0, 5.0)
+
+    def finalize(staging, result):
+        from ..core.staging import write_json
+
+        files = {}
+        if args.preview:
+            from ..core.preview import render_preview
+
+            files["preview"] = render_preview(result.files[score_key], staging / "preview.png",
+                                              candidates_path=result.files["candidates"], truth_path=args.truth,
+                                              vmin=vmin, vmax=vmax)
+        if args.truth:
+            from ..core.metrics import evaluate_files
+
+            report = evaluate_files(result.files["candidates"], args.truth)
+            write_json(staging / "evaluation.json", report)
+            files["evaluation"] = staging / "evaluation.json"
+            result.run_info["evaluation"] = {"truth": str(args.truth), "pixel": report["pixel"],
+                                             "objects": report["objects"]}
+        return files
+
+    return finalize
+
+
 def run(args) -> int:
     from pathlib import Path
 
@@ -256,6 +301,7 @@ def run(args) -> int:
         params = params_from_args(args)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    _check_inputs_early(args, params)
     if args.source == "earthengine":
         return _run_earthengine(args, params, method)
     if not args.scenes or not args.dem:
@@ -263,32 +309,35 @@ def run(args) -> int:
                            "(or use --source earthengine --aoi ... --project ID)")
     model_path = None
     if method in ("model", "both"):
-        from ..core.model import ModelError, require_onnxruntime
+        from ..core.model import ModelError, read_model_info, require_onnxruntime
 
         model_path = resolve_model(args)
         try:
             require_onnxruntime()
+            read_model_info(model_path)  # every metadata field checked before anything is read or written
         except ModelError as exc:
             raise CommandError(str(exc)) from None
     out = Path(args.out)
-    results = []
     bar = _ProgressBar()
+    agreement = None
     try:
-        if method in ("a_ratio", "both"):
-            results.append(("a_ratio", run_detection(args.scenes, args.dem, out / "a_ratio" if method == "both"
-                                                     else out, params, progress=bar)))
-        if method in ("model", "both"):
+        if method == "a_ratio":
+            results = [("a_ratio", run_detection(args.scenes, args.dem, out, params, progress=bar,
+                                                 finalize=_extras(args, "a_ratio")))]
+        elif method == "model":
             from ..core.detect_model import run_model_detection
 
-            results.append(("model", run_model_detection(
-                args.scenes, args.dem, out / "model" if method == "both" else out, params, model_path,
-                progress=bar, threshold=args.model_threshold, prefer_gpu=not args.cpu)))
-        agreement = None
-        if method == "both":
-            from ..core.detect_model import write_agreement
+            results = [("model", run_model_detection(
+                args.scenes, args.dem, out, params, model_path, progress=bar, threshold=args.model_threshold,
+                prefer_gpu=not args.cpu, finalize=_extras(args, "model")))]
+        else:
+            from ..core.detect_model import run_both_detection
 
-            agreement = write_agreement(out / "a_ratio", out / "model", out / "agreement.tif",
-                                        block_size=params.block_size, progress=bar)
+            a_res, m_res, agreement = run_both_detection(
+                args.scenes, args.dem, out, params, model_path, progress=bar, threshold=args.model_threshold,
+                prefer_gpu=not args.cpu, finalize_a_ratio=_extras(args, "a_ratio"),
+                finalize_model=_extras(args, "model"))
+            results = [("a_ratio", a_res), ("model", m_res)]
     except (DetectionError, ValueError) as exc:  # ModelError is a ValueError
         bar.close()
         raise CommandError(str(exc)) from None
@@ -326,7 +375,7 @@ def _run_earthengine(args, params, method: str) -> int:
         result = run_earthengine_detection(
             None, None, args.out, params, project=args.project, mode=args.ee_mode, orbit_pass=args.orbit_pass,
             service_account_key=args.service_account_key, cache_dir=False if args.no_ee_cache else args.ee_cache,
-            progress=bar)
+            progress=bar, finalize=_extras(args, "a_ratio"))
     except DetectionError as exc:  # EarthEngineError is one, with a message saying what to do
         bar.close()
         raise CommandError(str(exc)) from None
@@ -339,8 +388,6 @@ def _run_earthengine(args, params, method: str) -> int:
 
 
 def _report(name, result, args, both: bool) -> None:
-    import json
-
     prefix = f"[{name}] " if both else ""
     rule = result.run_info["threshold_rule"]
     if name == "model":
@@ -349,29 +396,22 @@ def _report(name, result, args, both: bool) -> None:
               f"passes {', '.join(result.passes_used)}, onnxruntime provider {result.provider}")
         print(f"{prefix}threshold: {result.threshold:.3f} probability ({rule}); {result.n_candidates} candidate "
               "polygons")
-        score_key, vmin, vmax = "probability", -1.0, 1.0
     else:
         print(f"{prefix}threshold: {result.threshold_db:.3f} dB ({rule}); {result.n_candidates} candidate polygons")
-        score_key, vmin, vmax = "a_ratio", -5.0, 5.0
     for key, path in sorted(result.files.items()):
         print(f"  {key:<22} {path}")
-    if args.preview:
-        from ..core.preview import render_preview
-
-        png = render_preview(result.files[score_key], result.out_dir / "preview.png",
-                             candidates_path=result.files["candidates"], truth_path=args.truth, vmin=vmin, vmax=vmax)
-        print(f"  {'preview':<22} {png}")
-    if args.truth:
-        from ..core.metrics import evaluate_files
-
-        report = evaluate_files(result.files["candidates"], args.truth)
-        px = report["pixel"]
-        obj = report["objects"]
-        print(f"{prefix}against {args.truth}: precision {px['precision']:.3f}, recall {px['recall']:.3f}, "
-              f"F1 {px['f1']:.3f}, IoU {px['iou']:.3f}; slides detected {obj['n_detected']}/{obj['n_truth']} "
-              f"({obj['detection_rate']:.1%}), false alarms {obj['n_false_alarms']}")
-        from ..core.raster_io import atomic_output
-
-        with atomic_output(result.out_dir / "evaluation.json") as tmp:
-            tmp.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    evaluation = result.run_info.get("evaluation")
+    if evaluation:
+        px, obj = evaluation["pixel"], evaluation["objects"]
+        print(f"{prefix}against {args.truth}: precision {_num(px['precision'])}, recall {_num(px['recall'])}, "
+              f"F1 {_num(px['f1'])}, IoU {_num(px['iou'])}; slides detected {obj['n_detected']}/{obj['n_truth']} "
+              f"({_pct(obj['detection_rate'])}), false alarms {obj['n_false_alarms']}")
     print(f"{prefix}done in {result.timings_s['total_s']:.1f} s; outputs in {result.out_dir}")
+
+
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{value:.1%}"

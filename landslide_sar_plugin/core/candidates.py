@@ -28,6 +28,7 @@ from .staging import (
     Progress,
     StagedRaster,
     crop,
+    discard,
     new_staging,
     publish,
     versions,
@@ -291,17 +292,15 @@ def candidates_from_score(score_path: str | Path, out_dir: str | Path, spec: Thr
             cand = staging / f"{prefix}candidates.gpkg"
             stage.gpkg.rename(cand)
             files["candidates"] = cand
-            final = publish(staging, out, files)
+            info = {"score": str(score.resolve()), "spec": asdict(spec), "threshold": stage.threshold,
+                    "threshold_rule": spec.rule(), "percentiles": stage.percentiles, "noise": stage.noise,
+                    "n_candidates": len(stage.features), "synthetic_input": synthetic, "versions": versions(),
+                    "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+            write_json(staging / f"{prefix}candidates.json", info)
+            files["json"] = staging / f"{prefix}candidates.json"
+            # An addition to the run in ``out``: its other files stay, same-name ones are replaced as a whole.
+            final = publish(staging, out, files, replace=False)
     except BaseException:
-        import shutil
-
-        shutil.rmtree(staging, ignore_errors=True)
+        discard(staging)
         raise
-    info = {"score": str(score.resolve()), "spec": asdict(spec), "threshold": stage.threshold,
-            "threshold_rule": spec.rule(), "percentiles": stage.percentiles, "n_candidates": len(stage.features),
-            "noise": stage.noise,
-            "synthetic_input": synthetic, "versions": versions(),
-            "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    write_json(out / f"{prefix}candidates.json", info)
-    final["json"] = out / f"{prefix}candidates.json"
     return CandidatesResult(out, final, stage.threshold, len(stage.features), stage.percentiles, stage.timings_s)

@@ -234,6 +234,8 @@ class _FileInfo:
     burst_id: str | None = None
     not_backscatter: str | None = None  # why a recognised product file holds no backscatter (skipped)
     footprint: tuple[float, float, float, float] | None = None  # lon/lat bounds
+    dtype: str = "float32"
+    sample: np.ndarray | None = None  # finite values of band 1 from a few small windows (plausibility checks)
 
 
 def _from_name(info: _FileInfo) -> None:
@@ -331,11 +333,11 @@ def _read_header(info: _FileInfo) -> None:
         if "ORBIT_PASS" in tags:
             info.orbit_pass = _norm_pass(tags["ORBIT_PASS"])
             info.sources["direction"] = "tag"
+        if src.crs is None:
+            raise CatalogError("has no coordinate reference system (it is not georeferenced); export it as a "
+                               "GeoTIFF with its CRS (e.g. from SNAP with the terrain correction step)")
         if tags.get("RELATIVE_ORBIT", "").strip():
-            try:
-                info.relative_orbit = int(float(tags["RELATIVE_ORBIT"]))
-            except ValueError:
-                raise CatalogError(f"RELATIVE_ORBIT tag {tags['RELATIVE_ORBIT']!r} is not a number") from None
+            info.relative_orbit = _relative_orbit(tags["RELATIVE_ORBIT"], "RELATIVE_ORBIT tag")
             info.sources["relative_orbit"] = "tag"
         if "UNITS" in tags:
             info.units = _norm_units(tags["UNITS"])
@@ -361,9 +363,73 @@ def _read_header(info: _FileInfo) -> None:
             cx, cy = (b.left + b.right) / 2, (b.bottom + b.top) / 2
             lon, _ = warp_transform(src.crs, "EPSG:4326", [cx], [cy])
             info.centre_lon = float(lon[0])
+        info.dtype = src.dtypes[0]
+        info.sample = _value_sample(src)
         if info.units is None:
             info.unit_guess = _guess_units(src)
         _read_footprint(info, src)
+
+
+def _relative_orbit(value, where: str) -> int:
+    """A relative orbit number 1..175 (Sentinel-1's), from text or a number; CatalogError otherwise."""
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise CatalogError(f"{where} {value!r} is not a number") from None
+    if not number.is_integer() or not 1 <= number <= 175:
+        raise CatalogError(f"{where} {value!r} is not a Sentinel-1 relative orbit (a whole number from 1 to 175)")
+    return int(number)
+
+
+def _value_sample(src, size: int = 128) -> np.ndarray:
+    """Finite values of band 1 in five small windows (centre and quadrants): bounded I/O on any scene size."""
+    from rasterio.windows import Window
+
+    h, w = min(size, src.height), min(size, src.width)
+    centres = [(0.5, 0.5), (0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75)]
+    parts = []
+    for fy, fx in centres:
+        row = min(max(int(src.height * fy) - h // 2, 0), src.height - h)
+        col = min(max(int(src.width * fx) - w // 2, 0), src.width - w)
+        block = src.read(1, window=Window(col, row, w, h), masked=True)
+        vals = np.asarray(block.compressed(), dtype="float64")
+        parts.append(vals[np.isfinite(vals)])
+    return np.concatenate(parts)
+
+
+def _implausible(info: _FileInfo) -> str | None:
+    """Why the file's values cannot be backscatter in its stated units (None when they can).
+
+    Decisive cases only (a skipped file is named with the reason): dB in 8-bit
+    integers, dB values outside -100..+60, dB values that all lie in 0..1.5
+    (linear power), linear or amplitude values that are negative for more than
+    5 % of the pixels (dB) or around 1000 and more (scaled digital numbers).
+    """
+    units, said = info.units, info.sources.get("units", "the guess from the values")
+    where = {"tag": "its UNITS tag", "sidecar": "the scenes sidecar", "file name": "its file name"}.get(said, said)
+    if units == "dB" and np.dtype(info.dtype).kind in "ui" and np.dtype(info.dtype).itemsize == 1:
+        return (f"{where} says dB, but it stores 8-bit integers ({info.dtype}): a quick-look image, not calibrated "
+                "backscatter; use the float GeoTIFF")
+    vals = info.sample
+    if vals is None or vals.size < 20:
+        return None
+    lo, med, hi = (float(v) for v in np.percentile(vals, [1, 50, 99]))
+    if units == "dB":
+        if hi > 60 or lo < -100:
+            return (f"{where} says dB, but its values run from {lo:.4g} to {hi:.4g}: not backscatter in dB "
+                    "(-50..+30); check the units and the nodata value")
+        if lo >= 0 and hi <= 1.5:
+            return (f"{where} says dB, but its values lie between {lo:.3g} and {hi:.3g} (median {med:.3g}): they look "
+                    "like linear power; correct the units (UNITS tag or the units column of scenes.csv)")
+    elif units in ("linear", "amplitude"):
+        negative = float(np.mean(vals < -0.01))
+        if negative > 0.05:
+            return (f"{where} says {units}, but {negative:.0%} of its values are negative (median {med:.3g}): they "
+                    "look like dB; correct the units (UNITS tag or the units column of scenes.csv)")
+        if med > 1000:
+            return (f"{where} says {units}, but its median value is {med:.4g}: not {units} backscatter (about "
+                    "0.001..1); is it scaled digital numbers? calibrate it first")
+    return None
 
 
 def _guess_units(src) -> tuple[str, str]:
@@ -395,21 +461,46 @@ def _read_sidecar(folder: Path) -> dict[str, dict[str, str]]:
     rows: list[dict] = []
     csv_path, json_path = folder / "scenes.csv", folder / "scenes.json"
     if csv_path.is_file():
-        with open(csv_path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
+        try:
+            with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+                rows = list(csv.DictReader(fh))
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise CatalogError(f"{csv_path} is not a UTF-8 CSV file ({exc}); save it as CSV UTF-8") from None
+        sidecar = csv_path
     elif json_path.is_file():
-        data = json.loads(json_path.read_text(encoding="utf-8"))
-        rows = data["scenes"] if isinstance(data, dict) else data
+        rows = _sidecar_json_rows(json_path)
+        sidecar = json_path
     out = {}
     for row in rows:
-        row = {str(k).strip().lower(): v for k, v in row.items() if v not in (None, "")}
+        row = {str(k).strip().lower(): v for k, v in row.items() if k is not None and v not in (None, "")}
         if "file" not in row:
             raise CatalogError(f"every row of the scenes sidecar in {folder} needs a 'file' column")
-        out[Path(str(row["file"])).name] = row
+        out[Path(str(row["file"])).name] = {**row, "_sidecar": sidecar.name}
     return out
 
 
+def _sidecar_json_rows(path: Path) -> list[dict]:
+    """The rows of ``scenes.json``: a list of objects, or ``{"scenes": [...]}``; CatalogError for any other shape."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CatalogError(f"{path} is not valid JSON ({exc})") from None
+    rows = data.get("scenes") if isinstance(data, dict) else data
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise CatalogError(f"{path} must hold a list of objects, one per file (or {{\"scenes\": [...]}}), e.g. "
+                           '[{"file": "a.tif", "orbit_pass": "ASCENDING", "relative_orbit": 68}]')
+    return rows
+
+
 def _apply_sidecar(info: _FileInfo, row: dict) -> None:
+    """Override ``info`` with a sidecar row; a bad value is a CatalogError naming the sidecar and the file."""
+    try:
+        _apply_sidecar_row(info, row)
+    except CatalogError as exc:
+        raise CatalogError(f"{row.get('_sidecar', 'scenes sidecar')}, row {info.path.name}: {exc}") from None
+
+
+def _apply_sidecar_row(info: _FileInfo, row: dict) -> None:
     if "acquisition_start" in row:
         info.start = parse_time(row["acquisition_start"])
         info.sources["start"] = "sidecar"
@@ -417,13 +508,16 @@ def _apply_sidecar(info: _FileInfo, row: dict) -> None:
         info.orbit_pass = _norm_pass(row["orbit_pass"])
         info.sources["direction"] = "sidecar"
     if "relative_orbit" in row:
-        info.relative_orbit = int(float(row["relative_orbit"]))
+        info.relative_orbit = _relative_orbit(row["relative_orbit"], "relative_orbit")
         info.sources["relative_orbit"] = "sidecar"
     if "units" in row:
         info.units = _norm_units(row["units"])
         info.sources["units"] = "sidecar"
     if "polarisations" in row:
         pols = _pols_from_text(row["polarisations"])
+        bad = [p for p in pols if p not in POLARISATIONS]
+        if not pols or bad:
+            raise CatalogError(f"polarisations {row['polarisations']!r} are not among {', '.join(POLARISATIONS)}")
         info.band_pols = {p: i + 1 for i, p in enumerate(pols)}
         info.sources["polarisations"] = "sidecar"
 
@@ -458,8 +552,8 @@ def read_catalog(folder: str | Path) -> Catalog:
             infos.append(info)
     warnings += _pass_warnings(infos) + _partner_warnings(infos) + _track_notes(infos)
     scenes = _merge_into_scenes(infos, warnings, skipped)
-    for path, reason in skipped:
-        log.warning("skipped %s: %s", path.name, reason)
+    for path, reason in skipped:  # callers (the runs, the dock) warn once; a warning here printed each twice
+        log.debug("skipped %s: %s", path.name, reason)
     return Catalog(scenes=scenes, skipped=skipped, warnings=warnings)
 
 
@@ -480,6 +574,9 @@ def _describe_file(path: Path, sidecar_row: dict | None, warnings: list[str]) ->
         return info, f"{info.not_backscatter}; it is not read"
     if sidecar_row is not None:
         _apply_sidecar(info, sidecar_row)
+    problem = _implausible(info) if info.units is not None else None
+    if problem:
+        return info, problem
     if info.start is None:
         return info, "no acquisition time: no ACQUISITION_START tag, no Sentinel-1 file name, no row in scenes.csv"
     if not info.band_pols:

@@ -46,6 +46,7 @@ from .grid import (
     GridError,
     MosaicOnGrid,
     RasterOnGrid,
+    check_dem,
     footprint,
     grid_from_bounds,
     overlap_fraction,
@@ -55,6 +56,7 @@ from .staging import (  # noqa: F401 (Cancelled and DetectionError are part of t
     CancelFn,
     Cancelled,
     DetectionError,
+    Finalize,
     Progress,
     ProgressFn,
     StagedRaster,
@@ -117,10 +119,14 @@ class DetectParams:
         if len(rules) != 1:
             raise DetectionError("give exactly one threshold rule: a fixed threshold (dB), a percentile, "
                                  "or a multiple k of the scene's noise level")
-        if not math.isfinite(rules[0]):
-            raise DetectionError(f"the threshold must be a finite number, not {rules[0]}")
+        for f in dataclasses.fields(self):  # NaN passes every comparison below: refuse it first
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise DetectionError(f"{f.name.replace('_', '-')} must be a finite number, not {value}")
         if self.percentile is not None and not 0 < self.percentile < 100:
             raise DetectionError(f"the percentile must lie strictly between 0 and 100, not {self.percentile}")
+        if self.k_sigma is not None and not 0 < self.k_sigma <= 20:
+            raise DetectionError(f"k-sigma must lie in (0, 20] robust standard deviations, not {self.k_sigma}")
         for name in ("pre_days", "post_days", "pixel_size", "block_size"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise DetectionError(f"{name.replace('_', '-')} must be positive, not {getattr(self, name)}")
@@ -351,6 +357,10 @@ def prepare_run(
     """
     if not Path(dem).is_file():
         raise DetectionError(f"DEM file {dem} does not exist")
+    try:
+        check_dem(dem)  # a raster, georeferenced, heights in metres
+    except GridError as exc:
+        raise DetectionError(str(exc)) from None
     prog(0.0, "reading the scene catalogue")
     try:
         catalog = cat.read_catalog(scenes_dir)
@@ -372,7 +382,7 @@ def prepare_run(
         raise DetectionError(str(exc)) from None
     for line in selection.summary_lines():
         log.info("%s", line)
-    for w in warnings:
+    for w in warnings:  # read_catalog does not log; each warning is printed once, here
         log.warning("%s", w)
     return PreparedRun(catalog, selection, scenes, grid, warnings)
 
@@ -444,12 +454,15 @@ def run_detection(
     *,
     progress: ProgressFn | None = None,
     is_cancelled: CancelFn | None = None,
+    finalize: Finalize | None = None,
 ) -> DetectResult:
     """Run the A_ratio detection and write its outputs into ``out_dir`` (see the module docstring).
 
     ``progress(fraction, message)`` is called often with a fraction in 0..1;
     ``is_cancelled()`` is polled at every block, and a True answer raises
-    :class:`Cancelled` after removing the staged files.
+    :class:`Cancelled` after removing the staged files.  ``finalize(staging,
+    result)`` may stage more outputs (preview, evaluation) that are published
+    with the run (see :func:`.staging.run_staged`).
     """
     params.validate()
     t_start = time.perf_counter()
@@ -464,7 +477,8 @@ def run_detection(
     timings["catalogue_s"] = time.perf_counter() - t_start
 
     return run_staged(out, lambda staging: _run_staged(scenes_dir, dem, out, staging, params, catalog, selection,
-                                                      grid, warnings, timings, prog), timings, t_start)
+                                                      grid, warnings, timings, prog), timings, t_start,
+                      finalize=finalize)
 
 
 def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectParams, catalog: cat.Catalog,

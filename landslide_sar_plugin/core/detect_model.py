@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -54,13 +53,17 @@ from .recipes import CURVATURE_RADIUS_M, CURVATURE_SIGMA_M, Recipe, RecipeError,
 from .staging import (
     CancelFn,
     DetectionError,
+    Finalize,
     Progress,
     ProgressFn,
     StagedRaster,
     crop,
+    discard,
     finish_staged,
     new_staging,
     publish,
+    publish_as_one,
+    relocate,
     run_staged,
     versions,
 )
@@ -186,6 +189,7 @@ def run_model_detection(
     threads: int | None = None,
     batch_size: int = 8,
     threshold: float | None = None,
+    finalize: Finalize | None = None,
 ) -> ModelDetectResult:
     """Run the ONNX model over the event and write its outputs into ``out_dir`` (see the module docstring).
 
@@ -195,7 +199,8 @@ def run_model_detection(
     whose non-zero pixels are layover/shadow in that geometry (masked, not
     predicted).  ``threshold`` replaces the model's probability threshold
     (the dock's slider).  A cancel (``is_cancelled()``, polled per batch of tiles)
-    raises :class:`~.staging.Cancelled` and leaves no output.
+    raises :class:`~.staging.Cancelled` and leaves no output.  ``finalize`` as in
+    :func:`.detect.run_detection`.
     """
     params.validate()
     t_start = time.perf_counter()
@@ -209,7 +214,7 @@ def run_model_detection(
     model = load_model(model_path, prefer_gpu=prefer_gpu, threads=threads, batch_size=batch_size)
     info = model.info
     if threshold is not None:
-        if not 0.0 < threshold < 1.0:
+        if not 0.0 < threshold < 1.0:  # also refuses NaN
             raise DetectionError(f"the probability threshold must lie strictly between 0 and 1, not {threshold}")
     recipe = info.get_recipe()
     log.info("model %s (%s, composite %s, sha256 %s...) on %s", info.model_name, info.path.name, info.composite,
@@ -223,7 +228,7 @@ def run_model_detection(
     run_threshold = info.threshold if threshold is None else float(threshold)
     return run_staged(out, lambda staging: _run_staged(scenes_dir, dem, out, staging, params, prep, tracks, model,
                                                       recipe, layover_masks or {}, run_threshold, timings, prog),
-                      timings, t_start)
+                      timings, t_start, finalize=finalize)
 
 
 def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectParams, prep, tracks, model,
@@ -404,7 +409,7 @@ def write_agreement(a_ratio_dir: str | os.PathLike, model_dir: str | os.PathLike
     try:
         tags = {"SOFTWARE": f"landslide_sar_plugin {__version__}",
                 "CODES": "; ".join(f"{k} {v}" for k, v in AGREEMENT_CODES.items()),
-                "A_RATIO_RUN": str(Path(a_ratio_dir).resolve()), "MODEL_RUN": str(Path(model_dir).resolve())}
+                "A_RATIO_RUN": _run_ref(a_ratio_dir, out), "MODEL_RUN": _run_ref(model_dir, out)}
         if synthetic:
             tags["SYNTHETIC"] = "derived from SYNTHETIC data"
         st = StagedRaster(staging, out.stem, grid, count=1, dtype="uint8", nodata=255,
@@ -419,12 +424,58 @@ def write_agreement(a_ratio_dir: str | os.PathLike, model_dir: str | os.PathLike
         finally:
             st.close()
         cog = st.to_cog(staging / out.name)
-        final = publish(staging, out.parent, {"agreement": cog})
+        final = publish(staging, out.parent, {"agreement": cog}, replace=False)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        discard(staging)
         raise
     prog(1.0, "agreement done")
     return final["agreement"]
+
+
+def _run_ref(run_dir, agreement_path: Path) -> str:
+    """A run folder as recorded in agreement.tif: relative when it sits beside it (stays right once published)."""
+    run = Path(run_dir).resolve()
+    return run.name if run.parent == agreement_path.resolve().parent else str(run)
+
+
+def run_both_detection(scenes_dir, dem_path, out_dir, params: DetectParams, model_path, *,
+                       progress: ProgressFn | None = None, is_cancelled: CancelFn | None = None,
+                       threshold: float | None = None, prefer_gpu: bool = True,
+                       finalize_a_ratio: Finalize | None = None, finalize_model: Finalize | None = None
+                       ) -> tuple[DetectResult, ModelDetectResult, Path]:
+    """A_ratio and model runs into ``out_dir/a_ratio`` and ``out_dir/model`` plus ``agreement.tif``, as one run.
+
+    All three are staged together and published at once (a kill leaves the
+    previous trio or the new one, never a new ``a_ratio/`` beside an old
+    ``model/``).  Returns both results (paths in ``out_dir``) and the
+    agreement raster.
+    """
+    from .detect import run_detection
+
+    out = Path(out_dir)
+    held = {}
+
+    def part(lo, hi):
+        return None if progress is None else (lambda f, m: progress(lo + (hi - lo) * f, m))
+
+    def build(staging: Path) -> dict[str, Path]:
+        held["a"] = run_detection(scenes_dir, dem_path, staging / "a_ratio", params, progress=part(0.0, 0.45),
+                                  is_cancelled=is_cancelled, finalize=finalize_a_ratio)
+        held["m"] = run_model_detection(scenes_dir, dem_path, staging / "model", params, model_path,
+                                        progress=part(0.45, 0.9), is_cancelled=is_cancelled, threshold=threshold,
+                                        prefer_gpu=prefer_gpu, finalize=finalize_model)
+        held["agreement"] = write_agreement(staging / "a_ratio", staging / "model", staging / "agreement.tif",
+                                            block_size=params.block_size, progress=part(0.9, 1.0),
+                                            is_cancelled=is_cancelled)
+        held["staging"] = staging
+        return {"a_ratio": staging / "a_ratio", "model": staging / "model", "agreement": held["agreement"]}
+
+    final = publish_as_one(out, build)
+    for key in ("a", "m"):
+        res = held[key]
+        res.files = relocate(res.files, held["staging"], out)
+        res.out_dir = out / res.out_dir.name
+    return held["a"], held["m"], final["agreement"]
 
 
 def agreement_codes(a_exceed: np.ndarray, m_exceed: np.ndarray) -> np.ndarray:

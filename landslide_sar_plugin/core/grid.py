@@ -17,6 +17,7 @@ GRD frames, tiles) is read as one image by :class:`MosaicOnGrid`.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
+
+log = logging.getLogger(__name__)
 
 
 class GridError(ValueError):
@@ -142,10 +145,21 @@ class Aoi:
     source: str = ""
 
 
+AOI_SUFFIXES = (".gpkg", ".geojson", ".json")
+MAX_CHECKED_VERTICES = 20_000  # rings longer than this skip the self-intersection check (quadratic)
+
+
 def parse_aoi(text: str) -> Aoi:
-    """Parse ``xmin,ymin,xmax,ymax[,CRS]`` (CRS default EPSG:4326) or a polygon file (GeoPackage/GeoJSON)."""
+    """Parse ``xmin,ymin,xmax,ymax[,CRS]`` (CRS default EPSG:4326) or a polygon file (GeoPackage/GeoJSON).
+
+    Refused with one sentence each: an empty or zero-area AOI, latitude and
+    longitude swapped, a self-intersecting polygon, a polygon file of another
+    format (shapefile, KML...), unreadable geometries.  A longitude box or
+    polygon that crosses the antimeridian (xmin > xmax, e.g. 179.5,-17,-179.5,-16)
+    is accepted: its eastern longitudes are continued past 180.
+    """
     path = Path(text)
-    if path.suffix.lower() in (".gpkg", ".geojson", ".json") or path.is_file():
+    if path.suffix.lower() in AOI_SUFFIXES + _OTHER_VECTOR_SUFFIXES or path.is_file():
         return _aoi_from_file(path)
     parts = [p.strip() for p in text.split(",")]
     if len(parts) not in (4, 5):
@@ -154,44 +168,220 @@ def parse_aoi(text: str) -> Aoi:
             "500000,4700000,510000,4710000,EPSG:32654) or a polygon file (.gpkg, .geojson)"
         )
     try:
-        xmin, ymin, xmax, ymax = (float(p) for p in parts[:4])
+        bounds = [float(p) for p in parts[:4]]
     except ValueError:
         raise GridError(f"--aoi {text!r}: the four bounds must be numbers") from None
-    crs = CRS.from_user_input(parts[4]) if len(parts) == 5 else CRS.from_epsg(4326)
+    if not all(math.isfinite(b) for b in bounds):
+        raise GridError(f"--aoi {text!r}: the four bounds must be finite numbers")
+    try:
+        crs = CRS.from_user_input(parts[4]) if len(parts) == 5 else CRS.from_epsg(4326)
+    except rasterio.errors.CRSError:
+        raise GridError(f"--aoi {text!r}: {parts[4]!r} is not a coordinate reference system (e.g. EPSG:32654)") \
+            from None
+    xmin, ymin, xmax, ymax = bounds
+    if crs.is_geographic:
+        _check_lon_lat([xmin, xmax], [ymin, ymax], f"--aoi {text!r}")
+        if xmin > xmax:  # crosses the antimeridian: continue the eastern edge past 180
+            xmax += 360.0
+    if xmin == xmax or ymin == ymax:
+        raise GridError(f"--aoi {text!r} has zero area (xmin = xmax or ymin = ymax); give a box with extent")
+    if xmin > xmax or ymin > ymax:
+        raise GridError(f"--aoi {text!r} is empty: give xmin,ymin,xmax,ymax with xmin < xmax and ymin < ymax")
     return Aoi((xmin, ymin, xmax, ymax), crs, None, text)
 
 
+_OTHER_VECTOR_SUFFIXES = (".shp", ".kml", ".kmz", ".gml", ".zip", ".tab", ".mif", ".csv", ".fgb", ".sqlite")
+
+
+def _check_lon_lat(xs, ys, where: str) -> None:
+    """Longitudes within -180..180 and latitudes within -90..90, with a hint when they look swapped."""
+    if all(abs(y) <= 90 for y in ys) and all(abs(x) <= 180 for x in xs):
+        return
+    if all(abs(x) <= 90 for x in xs) and all(abs(y) <= 180 for y in ys):
+        raise GridError(f"{where}: latitude {max(ys, key=abs):g} is beyond 90 degrees; latitude and longitude "
+                        "look swapped: give longitude first (xmin = west, ymin = south, xmax = east, ymax = north)")
+    raise GridError(f"{where}: coordinates beyond -180..180 longitude or -90..90 latitude; in EPSG:4326 give "
+                    "degrees, or add the CRS of projected coordinates (e.g. ...,EPSG:32654)")
+
+
 def _aoi_from_file(path: Path) -> Aoi:
+    suffix = path.suffix.lower()
+    if suffix in _OTHER_VECTOR_SUFFIXES:
+        raise GridError(f"AOI file {path} is a {suffix[1:].upper()} file; this tool reads polygons from a GeoPackage "
+                        "(.gpkg) or GeoJSON: save it as GeoPackage in QGIS (Export > Save Features As) or run "
+                        f"ogr2ogr -f GPKG aoi.gpkg {path.name}")
     if not path.is_file():
         raise GridError(f"AOI file {path} does not exist")
-    if path.suffix.lower() == ".gpkg":
-        from .gpkg import read_features
-
-        features, crs_text = read_features(path)
-        geoms = [f.geometry for f in features if f.geometry]
-        crs = CRS.from_user_input(crs_text) if crs_text else CRS.from_epsg(4326)
+    if suffix == ".gpkg" or path.read_bytes()[:16] == b"SQLite format 3\x00":
+        geoms, crs = _gpkg_polygons(path)
     else:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise GridError(f"AOI file {path} is not GeoJSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise GridError(f"AOI file {path} is not a GeoJSON object (FeatureCollection, Feature or Polygon)")
-        feats = data.get("features", [data]) if data.get("type") == "FeatureCollection" else [data]
-        geoms = [f.get("geometry", f) for f in feats]
-        geoms = [g for g in geoms if g and g.get("type") in ("Polygon", "MultiPolygon")]
-        crs_name = (data.get("crs") or {}).get("properties", {}).get("name")
-        crs = CRS.from_user_input(crs_name) if crs_name else CRS.from_epsg(4326)
+        geoms, crs = _geojson_polygons(path)
     if not geoms:
         raise GridError(f"AOI file {path} holds no polygon")
-    xs, ys = [], []
-    for g in geoms:
-        polys = [g["coordinates"]] if g["type"] == "Polygon" else g["coordinates"]
-        for poly in polys:
-            for x, y, *_ in poly[0]:
-                xs.append(x)
-                ys.append(y)
+    for k, g in enumerate(geoms):
+        _check_polygon(g, f"AOI file {path}, polygon {k + 1}")
+    if crs.is_geographic:
+        geoms = _across_antimeridian(geoms, path)
+    xs = [p[0] for g in geoms for poly in _polys(g) for p in poly[0]]
+    ys = [p[1] for g in geoms for poly in _polys(g) for p in poly[0]]
+    if crs.is_geographic:
+        _check_lon_lat([min(xs), max(xs) - (360 if max(xs) > 180 else 0)], ys, f"AOI file {path}")
     return Aoi((min(xs), min(ys), max(xs), max(ys)), crs, geoms, str(path))
+
+
+def _gpkg_polygons(path: Path) -> tuple[list[dict], CRS]:
+    from .gpkg import GeoPackageError, read_features
+
+    try:
+        features, crs_text = read_features(path)
+    except GeoPackageError as exc:
+        raise GridError(f"AOI file {path} cannot be read: {exc}") from None
+    return [f.geometry for f in features if f.geometry], _crs_or_wgs84(crs_text, path)
+
+
+def _geojson_polygons(path: Path) -> tuple[list[dict], CRS]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise GridError(f"AOI file {path} is not GeoJSON ({str(exc)[:80]}); give a GeoPackage or GeoJSON polygon "
+                        "file") from None
+    if not isinstance(data, dict):
+        raise GridError(f"AOI file {path} is not a GeoJSON object (FeatureCollection, Feature or Polygon)")
+    feats = data.get("features") if data.get("type") == "FeatureCollection" else [data]
+    if not isinstance(feats, list):
+        raise GridError(f"AOI file {path}: 'features' must be a list")
+    geoms = [f.get("geometry", f) if isinstance(f, dict) else None for f in feats]
+    geoms = [g for g in geoms if isinstance(g, dict) and g.get("type") in ("Polygon", "MultiPolygon")]
+    crs_member = data.get("crs")
+    crs_name = crs_member.get("properties", {}).get("name") if isinstance(crs_member, dict) else None
+    return geoms, _crs_or_wgs84(crs_name, path)
+
+
+def _crs_or_wgs84(text, path: Path) -> CRS:
+    if not text:
+        return CRS.from_epsg(4326)
+    try:
+        return CRS.from_user_input(text)
+    except rasterio.errors.CRSError:
+        raise GridError(f"AOI file {path} declares an unknown coordinate reference system {str(text)[:60]!r}") \
+            from None
+
+
+def _polys(geometry: dict) -> list:
+    return [geometry["coordinates"]] if geometry["type"] == "Polygon" else geometry["coordinates"]
+
+
+def _check_polygon(geometry: dict, where: str) -> None:
+    """Well-formed rings of finite numbers, a positive area, no self-crossing outer ring."""
+    coords = geometry.get("coordinates")
+    polys = [coords] if geometry["type"] == "Polygon" else coords
+    if not isinstance(polys, list) or not polys:
+        raise GridError(f"{where} has no coordinates; draw the area again")
+    area = 0.0
+    for poly in polys:
+        if not isinstance(poly, list) or not poly:
+            raise GridError(f"{where} has a polygon without coordinates; draw the area again")
+        for ring in poly:
+            if not isinstance(ring, list) or len(ring) < 4 or not all(_is_position(p) for p in ring):
+                raise GridError(f"{where} has a ring that is not a list of at least 4 [x, y] positions of finite "
+                                "numbers")
+        area += _ring_area(poly[0]) - sum(_ring_area(h) for h in poly[1:])
+        _check_simple(poly[0], where)
+    if not area > 0:
+        raise GridError(f"{where} has zero area (its points lie on a line or repeat); draw an area, not a line")
+
+
+def _is_position(p) -> bool:
+    return (isinstance(p, (list, tuple)) and len(p) >= 2 and all(isinstance(v, (int, float)) for v in p[:2])
+            and all(math.isfinite(v) for v in p[:2]))
+
+
+def _ring_area(ring) -> float:
+    xy = np.asarray([(p[0], p[1]) for p in ring], dtype="float64")
+    x, y = xy[:, 0] - xy[:, 0].mean(), xy[:, 1] - xy[:, 1].mean()
+    return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))) / 2.0
+
+
+def _check_simple(ring, where: str) -> None:
+    """GridError if two non-adjacent edges of ``ring`` cross or touch (a bow tie, a figure eight)."""
+    pts = np.asarray([(p[0], p[1]) for p in ring], dtype="float64")
+    if len(pts) > 1 and np.array_equal(pts[0], pts[-1]):
+        pts = pts[:-1]
+    keep = np.r_[True, np.any(np.diff(pts, axis=0) != 0, axis=1)]  # repeated vertices are not crossings
+    pts = pts[keep]
+    n = len(pts)
+    if n < 4 or n > MAX_CHECKED_VERTICES:
+        return
+    a, b = pts, np.roll(pts, -1, axis=0)  # edge i runs a[i] -> b[i]
+    for lo in range(0, n, 256):
+        i = np.arange(lo, min(lo + 256, n))[:, None]
+        j = np.arange(n)[None, :]
+        cand = (j > i + 1) & ~((i == 0) & (j == n - 1))  # non-adjacent pairs, each once
+        if not cand.any():
+            continue
+        ai, bi, aj, bj = a[i[:, 0]][:, None], b[i[:, 0]][:, None], a[None], b[None]
+        d1, d2 = _orient(aj, bj, ai), _orient(aj, bj, bi)
+        d3, d4 = _orient(ai, bi, aj), _orient(ai, bi, bj)
+        crossing = (d1 * d2 <= 0) & (d3 * d4 <= 0)
+        collinear = (d1 == 0) & (d2 == 0)
+        overlap = collinear & _boxes_touch(ai, bi, aj, bj)
+        hit = cand & ((crossing & ~collinear) | overlap)
+        if hit.any():
+            k, m = np.argwhere(hit)[0]
+            raise GridError(f"{where} crosses itself (edges {lo + k + 1} and {m + 1}); fix it (QGIS: Vector > "
+                            "Geometry Tools > Fix Geometries, or draw it again)")
+
+
+def _orient(p, q, r) -> np.ndarray:
+    """Sign of the turn p -> q -> r (+1 left, -1 right, 0 collinear), broadcast over leading axes."""
+    cross = (q[..., 0] - p[..., 0]) * (r[..., 1] - p[..., 1]) - (q[..., 1] - p[..., 1]) * (r[..., 0] - p[..., 0])
+    return np.sign(cross)
+
+
+def _boxes_touch(a1, b1, a2, b2) -> np.ndarray:
+    lo1, hi1 = np.minimum(a1, b1), np.maximum(a1, b1)
+    lo2, hi2 = np.minimum(a2, b2), np.maximum(a2, b2)
+    return np.all((lo1 <= hi2) & (lo2 <= hi1), axis=-1)
+
+
+def _across_antimeridian(geoms: list[dict], path: Path) -> list[dict]:
+    """Geographic polygons spanning more than 180 degrees of longitude cross the antimeridian: shift the west."""
+    xs = [p[0] for g in geoms for poly in _polys(g) for ring in poly for p in ring]
+    if max(xs) - min(xs) <= 180:
+        return geoms
+
+    def shift(obj):
+        if _is_position(obj):
+            return [obj[0] + 360.0 if obj[0] < 0 else obj[0], *obj[1:]]
+        return [shift(o) for o in obj]
+
+    log.info("AOI file %s crosses the antimeridian; its western longitudes are continued past 180", path)
+    return [{"type": g["type"], "coordinates": shift(g["coordinates"])} for g in geoms]
+
+
+def check_dem(path: str | Path) -> None:
+    """GridError unless ``path`` is a georeferenced raster whose heights are in metres."""
+    p = Path(path)
+    try:
+        with rasterio.open(p) as src:
+            crs, units = src.crs, (src.units[0] if src.units else "") or ""
+            tags = {k.upper(): str(v) for k, v in src.tags().items()}
+            tags.update({k.upper(): str(v) for k, v in src.tags(1).items()})
+    except rasterio.errors.RasterioError as exc:
+        raise GridError(f"the DEM {p.name} is not a raster GDAL can read ({_first_line(exc)}); give a GeoTIFF DEM "
+                        "(e.g. Copernicus GLO-30)") from None
+    if crs is None:
+        raise GridError(f"the DEM {p.name} has no coordinate reference system; give a georeferenced DEM")
+    stated = " ".join([units] + [tags.get(k, "") for k in ("UNITS", "UNIT", "VERTICAL_UNITS", "UNITTYPE")]).lower()
+    if any(word in stated.replace("_", " ").split() for word in ("ft", "feet", "foot", "us-ft", "ftus")) or \
+            "us survey foot" in stated:
+        raise GridError(f"the DEM {p.name} is tagged in feet; heights must be in metres: convert it first "
+                        f"(gdal_calc.py -A {p.name} --calc=\"A*0.3048\" --outfile=dem_m.tif)")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def footprint(path: str | Path, crs) -> tuple[float, float, float, float]:
@@ -242,7 +432,7 @@ class RasterOnGrid:
         try:
             self._src = rasterio.open(self.path)
         except rasterio.errors.RasterioError as exc:
-            raise GridError(f"cannot read {self.path.name}: {str(exc).splitlines()[0]}") from None
+            raise GridError(f"cannot read {self.path.name}: {_first_line(exc)}") from None
         if self._src.crs is None:
             self._src.close()
             raise GridError(f"{self.path.name} has no coordinate reference system")
@@ -280,13 +470,20 @@ class RasterOnGrid:
         return round(col), round(row)  # source origin in grid pixel coordinates
 
     def read(self, window: Window) -> np.ndarray:
-        """Float32 array for ``window`` of the grid, grown by the halo on each side."""
+        """Float32 array for ``window`` of the grid, grown by the halo on each side (GridError if damaged)."""
         h = self.halo
         rows, cols = int(window.height) + 2 * h, int(window.width) + 2 * h
+        try:
+            return self._read(window, rows, cols)
+        except rasterio.errors.RasterioError as exc:
+            raise GridError(f"cannot read {self.path.name}: {_first_line(exc)}; the file is damaged (re-download "
+                            "it, or move it out of the folder to run without it)") from None
+
+    def _read(self, window: Window, rows: int, cols: int) -> np.ndarray:
+        h = self.halo
         if self._vrt is not None:
             win = Window(window.col_off, window.row_off, cols, rows)  # padded grid coordinates
-            data = self._vrt.read(self.band, window=win, out_dtype="float32")
-            return data
+            return self._vrt.read(self.band, window=win, out_dtype="float32")
         out = np.full((rows, cols), np.nan, dtype="float32")
         # Window in source pixel coordinates.
         c0 = int(window.col_off) - h - self._offset[0]

@@ -226,6 +226,7 @@ class TiledModel:
         shape = list(inputs[0].shape)
         if len(shape) != 4:
             raise ModelError(f"the model's input must be (batch, bands, rows, cols), it is {shape}")
+        _check_tensor_types(inputs[0], outputs[0])
         channels = shape[1]
         if isinstance(channels, int) and channels != info.n_bands:
             raise ModelError(f"the model's input takes {channels} channels but its metadata declares "
@@ -245,12 +246,45 @@ class TiledModel:
                    batch_size=batch_size)
 
     def run(self, tiles: np.ndarray) -> np.ndarray:
-        """``(n, bands, t, t)`` float32 -> ``(n, t, t)`` probabilities (batched as the model allows)."""
+        """``(n, bands, t, t)`` float32 -> ``(n, t, t)`` probabilities (batched as the model allows).
+
+        :class:`ModelError` if the output is not one probability per pixel (two
+        channels, or values outside 0..1: logits of a graph without its sigmoid).
+        """
         out = []
         for i in range(0, len(tiles), self.batch_size):
             res = self.session.run([self.output_name], {self.input_name: tiles[i:i + self.batch_size]})[0]
+            _check_probabilities(res, tiles.shape[-2:])
             out.append(res.reshape(res.shape[0], res.shape[-2], res.shape[-1]))
         return np.concatenate(out).astype(np.float32, copy=False)
+
+
+def _check_tensor_types(inp, out) -> None:
+    """One float32 input and one float output of (batch, 1, rows, cols), as the model contract says."""
+    if inp.type != "tensor(float)":
+        raise ModelError(f"the model's input is {inp.type}, not tensor(float) (float32); re-export it with a float32 "
+                         "input")
+    if out.type not in ("tensor(float)", "tensor(double)", "tensor(float16)"):
+        raise ModelError(f"the model's output is {out.type}, not a float probability; re-export it")
+    shape = list(out.shape or [])
+    if len(shape) == 4 and isinstance(shape[1], int) and shape[1] != 1:
+        raise ModelError(f"the model outputs {shape[1]} channels; this plugin needs one landslide probability per "
+                         "pixel (batch, 1, rows, cols): re-export it with a single sigmoid output")
+    if len(shape) not in (0, 3, 4):
+        raise ModelError(f"the model's output must be (batch, 1, rows, cols), it is {shape}")
+
+
+PROBABILITY_SLACK = 1e-3  # float rounding of a sigmoid
+
+
+def _check_probabilities(res: np.ndarray, tile_shape) -> None:
+    if res.ndim not in (3, 4) or (res.ndim == 4 and res.shape[1] != 1) or tuple(res.shape[-2:]) != tuple(tile_shape):
+        raise ModelError(f"the model returned an output of shape {list(res.shape)} for tiles of {tile_shape[0]} x "
+                         f"{tile_shape[1]}; it needs one probability per pixel (batch, 1, rows, cols)")
+    finite = res[np.isfinite(res)]
+    if finite.size and (finite.min() < -PROBABILITY_SLACK or finite.max() > 1 + PROBABILITY_SLACK):
+        raise ModelError(f"the model's output runs from {finite.min():.3g} to {finite.max():.3g}, not a probability "
+                         "in 0..1: the graph ends without its sigmoid (logits); re-export it with the sigmoid")
 
 
 # --------------------------------------------------------------------------- blending

@@ -13,7 +13,16 @@ Guarantees of :func:`export_reviewed`
 * **One transaction** (``BEGIN IMMEDIATE`` ... ``COMMIT``): any error rolls
   back, and an inventory that existed before is left byte-identical (one that
   the call created is removed again).  Two exports at the same time into the
-  same file are serialised by SQLite's write lock (``busy_timeout``).
+  same file are serialised by SQLite's write lock: a writer waits up to
+  :data:`~.gpkg.BUSY_TIMEOUT_S` (30 s, set before the first statement) for
+  another program's lock, then fails with a sentence.
+* **Crash-safe**: a process killed mid-export leaves SQLite's hot journal;
+  the next open (read or write) rolls it back, so the inventory opens with
+  every committed row.  A new inventory is built under a temporary name and
+  linked into place, so six processes creating it at once all succeed.
+* **Any GeoPackage writer**: an inventory saved by GDAL or QGIS (other
+  column names, their R-tree triggers) is exported into with its spatial
+  index kept current (see :mod:`.gpkg`).
 * **Idempotent**: the ``uuid`` column is UNIQUE; the same uuid is one row.
   Exporting the same file twice adds nothing.  A polygon whose geometry,
   status or event changed since the last export updates its row (and
@@ -121,7 +130,7 @@ _FIELD_NAMES = [name for name, _ in INVENTORY_FIELDS]
 
 # uuid5 namespace of hand-drawn polygons (no uuid in the candidates file) and of split parts.
 MANUAL_UUID_NAMESPACE = uuidlib.UUID("0b6f6f3c-3f0e-5d55-9a0e-6c1a2f4e7d21")
-BUSY_TIMEOUT_MS = 30_000
+BUSY_TIMEOUT_MS = int(gpkg.BUSY_TIMEOUT_S * 1000)  # waited for another program's lock
 
 
 class InventoryError(ValueError):
@@ -353,23 +362,100 @@ def create_inventory(path: str | os.PathLike, crs, *, exist_ok: bool = False) ->
     """Create an empty inventory GeoPackage (layer ``landslides``) in ``crs``.
 
     With ``exist_ok`` an existing valid inventory is accepted unchanged;
-    otherwise an existing inventory layer raises :class:`InventoryError`.
+    otherwise an existing inventory layer raises :class:`InventoryError`.  A
+    new file is built under a temporary name and linked into place in one
+    step, so processes creating the same inventory at once never see a
+    half-made file: one creates it, the others find it complete.
     """
     p = Path(path)
+    _remove_dead_partials(p)
     if p.exists():
         if exist_ok:
             _check_inventory(p)
             return p
-        with contextlib.closing(sqlite3.connect(f"file:{p.resolve()}?mode=ro", uri=True)) as probe:
-            with contextlib.suppress(sqlite3.DatabaseError):
-                if probe.execute("SELECT 1 FROM gpkg_contents WHERE table_name=?", (LAYER,)).fetchone():
-                    raise InventoryError(f"{p} already holds a '{LAYER}' inventory layer")
+        if _has_layer(p):
+            raise InventoryError(f"{p} already holds a '{LAYER}' inventory layer")
+        _add_inventory_layer(p, crs)  # another GeoPackage: the inventory layer joins its layers
+        return p
     p.parent.mkdir(parents=True, exist_ok=True)
-    existed = p.exists()
+    tmp = p.with_name(f".{p.stem}.partial-{uuidlib.uuid4().hex[:8]}{p.suffix}")
+    alive = _hold(tmp)  # tells _remove_dead_partials of other processes that this one is still building
     try:
-        conn = gpkg.connect(p)
+        _add_inventory_layer(tmp, crs)
+        try:
+            _link_new(tmp, p)
+        except FileExistsError:  # another process created it first
+            if not exist_ok:
+                raise InventoryError(f"{p} already holds a '{LAYER}' inventory layer") from None
+            _check_inventory(p)
+    finally:
+        _remove(tmp)
+        alive.close()
+    return p
+
+
+def _hold(path: Path):
+    """Create ``path`` and hold an exclusive flock on it (POSIX; a plain open file elsewhere)."""
+    fh = open(path, "a+b")  # noqa: SIM115 (closed by the caller when the file is done)
+    if os.name != "nt":
+        import fcntl
+
+        with contextlib.suppress(OSError):
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fh
+
+
+def _remove_dead_partials(final: Path) -> list[str]:
+    """Remove temporary inventories that a killed process was building beside ``final`` (their flock is gone)."""
+    if os.name == "nt" or not final.parent.is_dir():
+        return []
+    import fcntl
+    import re
+
+    pattern = re.compile(rf"^\.{re.escape(final.stem)}\.partial-[0-9a-f]{{8}}{re.escape(final.suffix)}$")
+    removed = []
+    for entry in final.parent.iterdir():
+        if not pattern.match(entry.name):
+            continue
+        try:
+            with open(entry, "rb") as fh:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while its builder is alive
+                _remove(entry)
+            removed.append(entry.name)
+        except OSError:
+            continue
+    if removed:
+        import logging
+
+        logging.getLogger(__name__).warning("removed %d leftover(s) of inventory creations that were killed: %s",
+                                            len(removed), ", ".join(sorted(removed)))
+    return removed
+
+
+def _link_new(tmp: Path, final: Path) -> None:
+    """Put ``tmp`` at ``final`` atomically, failing with FileExistsError if ``final`` exists."""
+    if os.name == "nt":
+        os.rename(tmp, final)  # Windows: rename refuses an existing target
+    else:
+        os.link(tmp, final)  # POSIX rename would replace: a hard link fails if the name is taken
+
+
+def _has_layer(path: Path) -> bool:
+    try:
+        with contextlib.closing(gpkg.open_connection(path, readonly=True)) as probe:
+            return probe.execute("SELECT 1 FROM gpkg_contents WHERE table_name=?", (LAYER,)).fetchone() is not None
+    except sqlite3.Error:
+        return False
+
+
+def _add_inventory_layer(path: Path, crs) -> None:
+    existed = path.exists()
+    try:
+        conn = gpkg.connect(path)
     except GeoPackageError as exc:
         raise InventoryError(str(exc)) from None
+    except sqlite3.Error as exc:
+        raise InventoryError(f"{path} cannot be opened as a GeoPackage ({exc})") from None
     try:
         conn.execute("BEGIN IMMEDIATE")
         gpkg.create_layer(conn, LAYER, _crs(crs), INVENTORY_FIELDS, unique=("uuid",),
@@ -382,11 +468,9 @@ def create_inventory(path: str | os.PathLike, crs, *, exist_ok: bool = False) ->
             conn.execute("ROLLBACK")
         conn.close()
         if not existed:
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
+            _remove(path)
         raise
     conn.close()
-    return p
 
 
 def _inventory_meta(conn: sqlite3.Connection, path) -> tuple[int, object]:
@@ -406,23 +490,42 @@ def _inventory_meta(conn: sqlite3.Connection, path) -> tuple[int, object]:
 
 
 def _check_inventory(path: Path) -> None:
-    with contextlib.closing(sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)) as conn:
-        try:
+    try:
+        with contextlib.closing(gpkg.open_connection(path, readonly=True)) as conn:
             _inventory_meta(conn, path)
-        except sqlite3.DatabaseError as exc:
-            raise InventoryError(f"{path} is not a readable GeoPackage ({exc})") from None
+    except sqlite3.Error as exc:
+        raise InventoryError(_sqlite_message(path, exc)) from None
+
+
+def _sqlite_message(path, exc: sqlite3.Error) -> str:
+    """One sentence for an SQLite failure on the inventory ``path``."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return (f"{path} is locked by another program (is it being edited in QGIS? save or stop editing "
+                f"and try again); waited {gpkg.BUSY_TIMEOUT_S:.0f} s")
+    if "disk is full" in text or "disk I/O" in text:
+        return f"{path} cannot be written: the disk is full or failing ({text}); free space and try again"
+    if "readonly" in text or "permission" in text.lower():
+        return f"{path} cannot be written ({text}); check the file's and its folder's permissions"
+    return f"{path} is not a readable GeoPackage ({text})"
 
 
 # --------------------------------------------------------------------------- export
 
 
 def _source_of(props: Mapping, had_uuid: bool, method: str | None) -> str:
+    """threshold | model | manual: who drew the polygon.
+
+    A polygon drawn by hand in QGIS has ``method = 'manual'`` (the dock's
+    default value) and, since the dock gives new features a uuid, a uuid too:
+    the method says manual, so it is manual whatever else the feature holds.
+    """
     given = _text(props.get("source"))
     if given in SOURCES:
         return given
-    if not had_uuid or not method:
+    m = (method or "").strip().lower()
+    if not had_uuid or not m or m == "manual":
         return "manual"
-    m = method.lower()
     if m in ("a_ratio", "threshold", "ratio") or m.startswith("a_ratio"):
         return "threshold"
     return "model"
@@ -457,7 +560,7 @@ def _prepare(features: list[Feature], cand_crs, inv_crs, prov: _Provenance, *, r
         source = _source_of(props, given is not None, method)
         geom = feat.geometry if same_crs else _reproject(feat.geometry, cand_crs, inv_crs)
         manual = source == "manual"
-        threshold = _number(props.get("threshold"))
+        threshold = None if manual else _number(props.get("threshold"))  # no threshold drew a manual polygon
         if threshold is None and not manual:
             threshold = prov.threshold
         sha = _text(props.get("model_sha256")) or (None if manual else prov.model_sha256)
@@ -485,12 +588,13 @@ def _prepare(features: list[Feature], cand_crs, inv_crs, prov: _Provenance, *, r
 
 def _write_rows(conn: sqlite3.Connection, rows: list[dict], now_iso: str, summary: ExportSummary) -> None:
     """Insert new uuids, update changed rows; inside the caller's transaction."""
-    srs_id, _ = gpkg._layer_info(conn, LAYER)
+    cols = gpkg.layer_columns(conn, LAYER)  # an inventory saved by GDAL/QGIS may name fid and geom otherwise
     new: list[Feature] = []
     changed = False
     for row in rows:
-        existing = conn.execute(gpkg._sql("SELECT fid, geom, status, event_id FROM {layer} WHERE uuid = ?",
-                                          layer=LAYER), (row["uuid"],)).fetchone()
+        existing = conn.execute(gpkg._sql("SELECT {pk}, {geom}, {status}, {event} FROM {layer} WHERE {uuid} = ?",
+                                          pk=cols.pk, geom=cols.geom, status="status", event="event_id",
+                                          uuid="uuid", layer=LAYER), (row["uuid"],)).fetchone()
         attrs = {k: v for k, v in row.items() if not k.startswith("_")}
         summary.by_status[row["status"]] = summary.by_status.get(row["status"], 0) + 1
         if existing is None:
@@ -499,7 +603,10 @@ def _write_rows(conn: sqlite3.Connection, rows: list[dict], now_iso: str, summar
             summary.added += 1
             continue
         fid, blob, status, event = existing
-        old_geom = gpkg.decode_geometry(blob)
+        try:
+            old_geom = gpkg.decode_geometry(blob)
+        except GeoPackageError:
+            old_geom = None  # a row some other program broke: this export repairs it
         if (_canonical(old_geom) == _canonical(row["_geom"]) and status == row["status"]
                 and (event or None) == (row["event_id"] or None)):
             summary.unchanged += 1
@@ -507,9 +614,9 @@ def _write_rows(conn: sqlite3.Connection, rows: list[dict], now_iso: str, summar
         attrs["updated_at"] = now_iso
         attrs.pop("uuid")
         names = list(attrs)
-        statement = gpkg._sql("UPDATE {layer} SET ({cols}) = (", layer=LAYER, cols=["geom", *names])
-        conn.execute(statement + ", ".join("?" * (len(names) + 1)) + ") WHERE fid = ?",
-                     [gpkg.encode_geometry(row["_geom"], srs_id)]
+        statement = gpkg._sql("UPDATE {layer} SET ({cols}) = (", layer=LAYER, cols=[cols.geom, *names])
+        conn.execute(statement + ", ".join("?" * (len(names) + 1)) + gpkg._sql(") WHERE {pk} = ?", pk=cols.pk),
+                     [gpkg.encode_geometry(row["_geom"], cols.srs_id)]
                      + [gpkg._to_sql_value(attrs[n]) for n in names] + [fid])
         summary.updated += 1
         changed = True
@@ -572,16 +679,28 @@ def export_reviewed(
 
     created = not inv.exists()
     if created:
-        create_inventory(inv, crs if crs is not None else cand_crs)
+        create_inventory(inv, crs if crs is not None else cand_crs, exist_ok=True)  # race-free, see there
         summary.created = True
     else:
-        _check_inventory(inv)  # read-only: never turn some other SQLite file into a GeoPackage
+        _check_inventory(inv)  # never turn some other SQLite file into a GeoPackage
     try:
-        conn = gpkg.connect(inv)
-    except (GeoPackageError, sqlite3.DatabaseError) as exc:
-        raise InventoryError(f"{inv} cannot be opened as a GeoPackage ({exc})") from None
+        _export_transaction(inv, features, cand_crs, prov, reviewer, statuses, now_iso, event_id, cand, summary)
+    except BaseException:
+        if created:
+            _remove(inv)
+        raise
+    return summary
+
+
+def _export_transaction(inv: Path, features, cand_crs, prov, reviewer, statuses, now_iso, event_id, cand,
+                        summary: ExportSummary) -> None:
+    """The export's one write transaction (BEGIN IMMEDIATE ... COMMIT); SQLite failures become sentences."""
     try:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn = gpkg.open_connection(inv)  # busy timeout from the first statement; a hot journal is rolled back
+    except sqlite3.Error as exc:
+        raise InventoryError(_sqlite_message(inv, exc)) from None
+    try:
+        conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("BEGIN IMMEDIATE")
         try:
             _, inv_crs = _inventory_meta(conn, inv)
@@ -591,24 +710,13 @@ def export_reviewed(
             _write_rows(conn, rows, now_iso, summary)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
             raise
-    except sqlite3.OperationalError as exc:
-        if created:
-            conn.close()
-            _remove(inv)
-        if "locked" in str(exc):
-            raise InventoryError(f"{inv} is locked by another program (is it being edited in QGIS? "
-                                 "save or stop editing and try again)") from None
-        raise
-    except BaseException:
-        if created:
-            conn.close()
-            _remove(inv)
-        raise
+    except sqlite3.Error as exc:
+        raise InventoryError(_sqlite_message(inv, exc)) from None
     finally:
         conn.close()
-    return summary
 
 
 def _remove(path: Path) -> None:
@@ -669,9 +777,12 @@ def inventory_counts(path: str | os.PathLike) -> dict[str, int]:
     p = Path(path)
     if not p.is_file():
         raise InventoryError(f"inventory {p} does not exist")
-    with contextlib.closing(sqlite3.connect(f"file:{p.resolve()}?mode=ro", uri=True)) as conn:
-        _inventory_meta(conn, p)
-        query = gpkg._sql("SELECT COALESCE(status, ''), COUNT(*) FROM {layer} GROUP BY status", layer=LAYER)
-        counts = dict(conn.execute(query))
+    try:
+        with contextlib.closing(gpkg.open_connection(p, readonly=True)) as conn:
+            _inventory_meta(conn, p)
+            query = gpkg._sql("SELECT COALESCE(status, ''), COUNT(*) FROM {layer} GROUP BY status", layer=LAYER)
+            counts = dict(conn.execute(query))
+    except sqlite3.Error as exc:
+        raise InventoryError(_sqlite_message(p, exc)) from None
     counts["total"] = sum(counts.values())
     return counts

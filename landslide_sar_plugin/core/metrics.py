@@ -503,6 +503,32 @@ def _require_file(path, role: str) -> Path:
     return p
 
 
+def check_readable(path: str | os.PathLike, role: str = "reference") -> Path:
+    """Read ``path`` (a GeoPackage of polygons or a raster) completely once; ValueError naming it if it cannot.
+
+    Meant to run before a long computation that ends with an evaluation, so an
+    unreadable reference fails first.  Rasters are read block by block.
+    """
+    import rasterio
+
+    from .gpkg import GeoPackageError, read_features
+
+    p = _require_file(path, role)
+    try:
+        if _is_geopackage(p):
+            read_features(p)
+            return p
+        with _open_raster(p, role) as ds:
+            for _, window in ds.block_windows(1):
+                ds.read(1, window=window)
+    except GeoPackageError as exc:
+        raise ValueError(f"{role} file {p} cannot be read: {exc}") from None
+    except (rasterio.errors.RasterioError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{role} file {p} cannot be read ({first}); check the file or give another one") from None
+    return p
+
+
 def _is_geopackage(path: Path) -> bool:
     if path.suffix.lower() == ".gpkg":
         return True

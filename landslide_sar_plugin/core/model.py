@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,7 +88,7 @@ class ModelInfo:
         """The composite recipe, with the pre/post reductions the model was trained on."""
         try:
             return get_recipe(self.composite, pre=self.recipe.get("pre"), post=self.recipe.get("post"))
-        except RecipeError as exc:
+        except (RecipeError, TypeError, ValueError, AttributeError) as exc:  # composite_recipe of the wrong shape
             raise ModelError(f"the model's composite is not usable here: {exc}") from None
 
     def to_dict(self) -> dict:
@@ -144,47 +145,132 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+MAX_TILE_SIZE = 2048  # a batch of 8 such tiles of 7 bands is 0.9 GB of float32; larger is not a tile
+MAX_BANDS = 64
+
+
+class _Meta:
+    """Typed access to ``metadata_props`` with one-sentence :class:`ModelError` s naming the key and the value."""
+
+    def __init__(self, props: dict[str, str], source: str):
+        self.props, self.source = props, source
+
+    def fail(self, key: str, why: str):
+        value = self.props.get(key)
+        shown = value if value is None or len(str(value)) <= 60 else str(value)[:57] + "..."
+        raise ModelError(f"{self.source}: metadata {key} = {shown!r} {why}; re-export the model with this "
+                         "project's training (training/README.md)")
+
+    def text(self, key: str, default: str | None = None, *, choices=None) -> str:
+        value = self.props.get(key, default)
+        if not isinstance(value, str) or len(value) > 500:
+            self.fail(key, "is not a short text")
+        if choices is not None and value not in choices:
+            self.fail(key, f"is not one of {', '.join(choices)}")
+        return value
+
+    def json(self, key: str, default: str, kind: type):
+        try:
+            value = json.loads(self.props.get(key, default))
+        except (TypeError, ValueError, RecursionError):
+            self.fail(key, "is not valid JSON")
+        if not isinstance(value, kind):
+            self.fail(key, f"is not a JSON {'list' if kind is list else 'object'}")
+        return value
+
+    def number(self, key: str, default: str | None = None, *, lo: float, hi: float, lo_open=False, hi_open=False,
+               integer=False) -> float:
+        raw = self.props.get(key, default)
+        try:
+            value = int(raw) if integer else float(raw)
+        except (TypeError, ValueError, OverflowError):
+            self.fail(key, f"is not {'a whole number' if integer else 'a number'}")
+        below = value <= lo if lo_open else value < lo
+        above = value >= hi if hi_open else value > hi
+        if not math.isfinite(value) or below or above:
+            interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+            self.fail(key, f"is outside {interval}")
+        return value
+
+    def numbers(self, key: str, values, n: int, *, positive: bool = False) -> list[float]:
+        if not isinstance(values, list) or len(values) != n:
+            self.fail(key, f"must give one number per band ({n})")
+        out = []
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                self.fail(key, "holds a value that is not a finite number")
+            if positive and not v > 0:
+                self.fail(key, "holds a zero or negative spread (std or max - min): the inputs would be divided by it")
+            out.append(float(v))
+        return out
+
+
+def _parse_normalisation(meta: _Meta, n_bands: int) -> dict:
+    norm = meta.json("normalisation", "null", dict)
+    kind = norm.get("kind")
+    if kind == "standard":
+        mean = meta.numbers("normalisation", norm.get("mean"), n_bands)
+        std = meta.numbers("normalisation", norm.get("std"), n_bands, positive=True)
+        return {**norm, "mean": mean, "std": std}
+    if kind == "minmax":
+        lo = meta.numbers("normalisation", norm.get("min"), n_bands)
+        hi = meta.numbers("normalisation", norm.get("max"), n_bands)
+        meta.numbers("normalisation", [b - a for a, b in zip(lo, hi)], n_bands, positive=True)
+        return {**norm, "min": lo, "max": hi}
+    return meta.fail("normalisation", "has a kind other than 'standard' (mean, std) or 'minmax' (min, max)")
+
+
 def info_from_props(props: dict[str, str], *, source: str = "the model") -> ModelInfo:
-    """Parse ``metadata_props`` (as a dict) into :class:`ModelInfo`; :class:`ModelError` if keys are missing."""
+    """Parse ``metadata_props`` into :class:`ModelInfo`, checking every field's type and range first.
+
+    Nothing is allocated from a value before it is checked (a tile size of
+    100000 would ask for hundreds of GB), so a malformed model fails with one
+    sentence naming the key, whatever the file holds.
+    """
+    if not isinstance(props, dict):
+        raise ModelError(f"{source} has no metadata")
     missing = [k for k in REQUIRED_KEYS if k not in props]
     if missing:
         raise ModelError(f"{source} lacks the metadata key(s) {', '.join(missing)}; it was not exported by "
                          "this project's training (see training/README.md) or is from an older version")
     if props["landslide_sar.format"] != FORMAT_VERSION:
-        raise ModelError(f"{source} uses metadata format {props['landslide_sar.format']}, this plugin reads "
-                         f"format {FORMAT_VERSION}; update the plugin")
-    try:
-        info = ModelInfo(
-            composite=props["composite"],
-            band_names=json.loads(props["band_names"]),
-            normalisation=json.loads(props["normalisation"]),
-            tile_size=int(props["tile_size"]),
-            tile_overlap=int(props["tile_overlap"]),
-            threshold=float(props["threshold"]),
-            units=json.loads(props.get("units", "[]")),
-            orbit_pass=props.get("orbit_pass", "any"),
-            nodata_fill=float(props.get("nodata_fill", "0")),
-            pixel_size_m=float(props.get("pixel_size_m", "10")),
-            model_name=props.get("model_name", "unnamed"),
-            architecture=props.get("architecture", "unknown"),
-            training_events=json.loads(props.get("training_events", "[]")),
-            training_data_sha256=props.get("training_data_sha256", ""),
-            synthetic_training_data=props.get("synthetic_training_data", "true") == "true",
-            recipe=json.loads(props.get("composite_recipe", "{}")),
-        )
-    except (ValueError, TypeError) as exc:
-        raise ModelError(f"{source} has malformed metadata ({exc})") from None
-    if info.composite not in RECIPES:
-        raise ModelError(f"{source} expects composite {info.composite!r}, unknown to this plugin "
+        raise ModelError(f"{source} uses metadata format {str(props['landslide_sar.format'])[:20]!r}, this plugin "
+                         f"reads format {FORMAT_VERSION!r}; update the plugin")
+    meta = _Meta(props, source)
+    composite = meta.text("composite")
+    if composite not in RECIPES:
+        raise ModelError(f"{source} expects composite {composite!r}, unknown to this plugin "
                          f"(known: {', '.join(RECIPES)})")
-    norm = info.normalisation
-    keys = ("mean", "std") if norm.get("kind") == "standard" else ("min", "max")
-    if norm.get("kind") not in ("standard", "minmax") or any(len(norm.get(k, [])) != info.n_bands for k in keys):
-        raise ModelError(f"{source}: the normalisation must give one value per band ({info.n_bands}) for "
-                         "'standard' (mean, std) or 'minmax' (min, max)")
-    if not 0 <= info.tile_overlap < info.tile_size // 2 + 1 or info.tile_size < 8:
-        raise ModelError(f"{source}: tile size {info.tile_size} and overlap {info.tile_overlap} are inconsistent")
-    return info
+    band_names = meta.json("band_names", "null", list)
+    if not 1 <= len(band_names) <= MAX_BANDS or not all(isinstance(b, str) and b for b in band_names):
+        meta.fail("band_names", f"is not a list of 1 to {MAX_BANDS} band names")
+    n = len(band_names)
+    tile = int(meta.number("tile_size", lo=8, hi=MAX_TILE_SIZE, integer=True))
+    overlap = int(meta.number("tile_overlap", lo=0, hi=tile // 2, integer=True))
+    units = meta.json("units", "[]", list)
+    if units and (len(units) != n or not all(isinstance(u, str) for u in units)):
+        meta.fail("units", f"must name one unit per band ({n})")
+    events = meta.json("training_events", "[]", list)
+    if not all(isinstance(e, str) for e in events):
+        meta.fail("training_events", "is not a list of event names")
+    return ModelInfo(
+        composite=composite,
+        band_names=band_names,
+        normalisation=_parse_normalisation(meta, n),
+        tile_size=tile,
+        tile_overlap=overlap,
+        threshold=meta.number("threshold", lo=0.0, hi=1.0, lo_open=True, hi_open=True),
+        units=units,
+        orbit_pass=meta.text("orbit_pass", "any", choices=("ASCENDING", "DESCENDING", "any")),
+        nodata_fill=meta.number("nodata_fill", "0", lo=-1e6, hi=1e6),
+        pixel_size_m=meta.number("pixel_size_m", "10", lo=0.1, hi=10_000.0),
+        model_name=meta.text("model_name", "unnamed"),
+        architecture=meta.text("architecture", "unknown"),
+        training_events=events,
+        training_data_sha256=meta.text("training_data_sha256", ""),
+        synthetic_training_data=meta.text("synthetic_training_data", "true", choices=("true", "false")) == "true",
+        recipe=meta.json("composite_recipe", "{}", dict),
+    )
 
 
 def read_model_info(path: str | Path) -> ModelInfo:

@@ -180,8 +180,10 @@ def test_hyp3_per_polarisation_files_merge_into_one_scene(tmp_path):
 
 
 def test_hyp3_db_letter_gives_db_even_for_positive_values(tmp_path):
+    # Bright positive dB (urban, layover).  Values of 0..1.5 everywhere would be linear power mislabelled dB:
+    # such a file is refused (see test_implausible_values_for_the_stated_units_skip_the_file).
     name = HYP3_VH.replace("gpuned", "gduned")
-    write_tif(tmp_path / name, LIN_DATA, tags={"ORBIT_PASS": "ASCENDING"})
+    write_tif(tmp_path / name, np.full((20, 20), 4.5, dtype="float32"), tags={"ORBIT_PASS": "ASCENDING"})
     c = read_catalog(tmp_path)
     assert only(c).units == "dB"
     assert not any("units" in w for w in c.warnings)
@@ -209,7 +211,9 @@ def test_hyp3_mixed_units_per_file(tmp_path):
 
 
 def test_scenes_csv_overrides_tags(tmp_path):
-    tagged(tmp_path / "a.tif", when="2018-09-05T08:35:12Z", orbit_pass="DESCENDING", rel_orbit="46", units="dB")
+    # a.tif holds linear power under a wrong UNITS=dB tag; the sidecar's units correct it.
+    tagged(tmp_path / "a.tif", when="2018-09-05T08:35:12Z", orbit_pass="DESCENDING", rel_orbit="46", units="dB",
+           data=np.stack([LIN_DATA] * 2))
     tagged(tmp_path / "b.tif", when="2018-09-17T08:35:12Z", orbit_pass="DESCENDING", rel_orbit="46", units="dB")
     (tmp_path / "scenes.csv").write_text(
         "file,acquisition_start,orbit_pass,relative_orbit,units,polarisations\n"
@@ -243,7 +247,8 @@ def test_scenes_csv_rescues_an_untagged_unnamed_file(tmp_path):
 
 @pytest.mark.parametrize("wrapped", [True, False])
 def test_scenes_json_overrides_tags(tmp_path, wrapped):
-    tagged(tmp_path / "a.tif", orbit_pass="DESCENDING", rel_orbit="46", units="linear", data=np.stack([LIN_DATA] * 2))
+    # dB data under a wrong UNITS=linear tag; the sidecar's units correct it.
+    tagged(tmp_path / "a.tif", orbit_pass="DESCENDING", rel_orbit="46", units="linear", data=np.stack([DB_DATA] * 2))
     rows = [{"file": "a.tif", "orbit_pass": "ASCENDING", "relative_orbit": 39, "units": "dB",
              "acquisition_start": "2018-09-06T08:35:12Z", "polarisations": ["VH", "VV"]}]
     (tmp_path / "scenes.json").write_text(json.dumps({"scenes": rows} if wrapped else rows), encoding="utf-8")
@@ -327,8 +332,8 @@ def test_no_pass_and_no_georeferencing_is_skipped(tmp_path):
     write_tif(tmp_path / "nocrs.tif", np.stack([DB_DATA, DB_DATA]), crs=None, descriptions=["VV", "VH"],
               tags={"ACQUISITION_START": "2018-09-05T08:35:12Z", "UNITS": "dB"})
     c = read_catalog(tmp_path)
-    assert c.scenes == []
-    assert "no orbit pass" in c.skipped[0][1]
+    assert c.scenes == []  # without a CRS it cannot be placed on the grid at all (it used to crash the run)
+    assert "no coordinate reference system" in c.skipped[0][1]
 
 
 def test_missing_or_empty_folder_is_refused(tmp_path):
@@ -780,3 +785,56 @@ def test_real_fixture_dates_all_before_the_event_say_what_to_change():
     # 2024-05-04 -> 2025-01-02T01:59 is 245 - 2 = 243 days and 2 h -> 244.
     with pytest.raises(CatalogError, match=r"nearest scenes are 129 days before and 244 days after"):
         select_stacks(c.scenes, dt.datetime(2024, 5, 4, tzinfo=UTC))
+
+
+# --------------------------------------------------------------------------- plausibility and sidecar errors
+
+
+@pytest.mark.parametrize("units, data, dtype, fragment", [
+    ("dB", LIN_DATA, "float32", "look like linear power"),
+    ("dB", np.full((20, 20), 3e4), "float32", "not backscatter in dB"),
+    ("dB", np.full((20, 20), 12), "uint8", "8-bit integers"),
+    ("linear", DB_DATA, "float32", "look like dB"),
+    ("amplitude", np.full((20, 20), 5000.0), "float32", "digital numbers"),
+])
+def test_implausible_values_for_the_stated_units_skip_the_file(tmp_path, units, data, dtype, fragment):
+    tagged(tmp_path / "good.tif")
+    path = tmp_path / "bad.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=20, height=20, count=2, dtype=dtype, crs="EPSG:32654",
+                       transform=from_origin(X0, Y0, 10, 10)) as dst:
+        dst.write(np.stack([data, data]).astype(dtype))
+        dst.descriptions = ("VV", "VH")
+        dst.update_tags(ACQUISITION_START="2018-09-17T08:35:12Z", ORBIT_PASS="ASCENDING", RELATIVE_ORBIT="39",
+                        UNITS=units)
+    c = read_catalog(tmp_path)
+    assert len(c.scenes) == 1 and [p.name for p, _ in c.skipped] == ["bad.tif"]
+    assert fragment in c.skipped[0][1] and "UNITS tag" in c.skipped[0][1]
+
+
+def test_a_wrong_units_column_in_the_sidecar_names_the_sidecar(tmp_path):
+    tagged(tmp_path / "a.tif")
+    (tmp_path / "scenes.csv").write_text("file,units\na.tif,linear\n", encoding="utf-8")
+    c = read_catalog(tmp_path)
+    assert c.scenes == [] and "the scenes sidecar says linear" in c.skipped[0][1]
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e400", "0", "176", "39.5"])
+def test_relative_orbit_out_of_range_in_a_tag_or_the_sidecar(tmp_path, value):
+    tagged(tmp_path / "good.tif")
+    tagged(tmp_path / "t.tif", rel_orbit=value)
+    c = read_catalog(tmp_path)
+    assert [p.name for p, _ in c.skipped] == ["t.tif"]
+    reason = c.skipped[0][1]
+    assert "RELATIVE_ORBIT tag" in reason and ("1 to 175" in reason or "not a number" in reason)
+    (tmp_path / "scenes.csv").write_text(f"file,relative_orbit\ngood.tif,{value}\n", encoding="utf-8")
+    with pytest.raises(CatalogError, match=r"scenes.csv, row good.tif: relative_orbit"):
+        read_catalog(tmp_path)
+
+
+@pytest.mark.parametrize("content", ['{"scenes": {"file": "a.tif"}}', '["a.tif"]', "42", '{"file": "a.tif"}',
+                                     "{not json"])
+def test_scenes_json_of_the_wrong_shape_is_one_sentence(tmp_path, content):
+    tagged(tmp_path / "a.tif")
+    (tmp_path / "scenes.json").write_text(content, encoding="utf-8")
+    with pytest.raises(CatalogError, match=r"scenes.json (must hold a list of objects|is not valid JSON)"):
+        read_catalog(tmp_path)

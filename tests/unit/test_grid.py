@@ -593,3 +593,35 @@ def test_mosaic_reads_only_the_pieces_that_touch_the_block(tmp_path):
         assert calls == ["a.tif"]  # b lies 25 columns away: not read
         whole = m.read(Window(0, 0, 40, 1))
     assert_allclose(whole, [[0.1] * 5 + [np.nan] * 30 + [0.3] * 5])
+
+
+@pytest.mark.parametrize("aoi", ["179.5,-17,-179.5,-16", "FILE"])
+def test_an_aoi_across_the_antimeridian_is_one_area_not_an_empty_one(tmp_path, aoi):
+    import json as _json
+
+    from landslide_sar_plugin.core.grid import grid_from_bounds, parse_aoi
+
+    if aoi == "FILE":
+        aoi = tmp_path / "fiji.geojson"
+        aoi.write_text(_json.dumps({"type": "Polygon", "coordinates": [[
+            [179.5, -17.0], [-179.5, -17.0], [-179.5, -16.0], [179.5, -16.0], [179.5, -17.0]]]}))
+    parsed = parse_aoi(str(aoi))
+    assert parsed.bounds == (179.5, -17.0, 180.5, -16.0)
+    grid = grid_from_bounds(parsed.bounds, parsed.crs, 30.0)
+    width_km = grid.width * 30.0 / 1000
+    assert 100 < width_km < 115 and grid.crs.is_projected  # one degree of longitude at 16.5 S, not 359
+
+
+def test_a_bowtie_aoi_is_refused_but_a_polygon_with_a_hole_is_not(tmp_path):
+    import json as _json
+
+    from landslide_sar_plugin.core.grid import GridError, parse_aoi
+
+    bowtie = tmp_path / "bowtie.geojson"
+    bowtie.write_text(_json.dumps({"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}))
+    with pytest.raises(GridError, match="crosses itself"):
+        parse_aoi(str(bowtie))
+    holed = tmp_path / "holed.geojson"
+    holed.write_text(_json.dumps({"type": "Polygon", "coordinates": [
+        [[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]], [[0.2, 0.2], [0.4, 0.2], [0.4, 0.4], [0.2, 0.2]]]}))
+    assert parse_aoi(str(holed)).bounds == (0, 0, 1, 1)

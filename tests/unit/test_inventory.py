@@ -62,6 +62,13 @@ def run_dir(tmp_path):
     return d
 
 
+def sql_connect(path) -> sqlite3.Connection:
+    """What QGIS/GDAL do to a GeoPackage, done in SQL: a connection with the functions its R-tree triggers call."""
+    conn = sqlite3.connect(path)
+    gpkg.register_functions(conn)
+    return conn
+
+
 def sha(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -76,7 +83,7 @@ def test_create_inventory_has_the_schema_and_a_unique_uuid(tmp_path):
     assert gpkg.list_layers(path) == ["landslides"]
     feats, crs = gpkg.read_features(path, "landslides")
     assert feats == [] and crs == CRS
-    with sqlite3.connect(path) as conn:
+    with sql_connect(path) as conn:
         cols = {r[1]: r[2] for r in conn.execute('PRAGMA table_info("landslides")')}
         for name, ftype in inventory.INVENTORY_FIELDS:
             assert cols[name] == ftype
@@ -113,7 +120,7 @@ def test_edited_geometry_or_status_updates_the_row(run_dir, tmp_path):
     accepted = candidate(1, "accepted")
     uid = accepted.properties["uuid"]
     bigger = square(1, size=80.0)
-    with sqlite3.connect(cand) as conn:  # what a QGIS edit session commits
+    with sql_connect(cand) as conn:  # what a QGIS edit session commits
         conn.execute("UPDATE candidates SET geom = ?, status = 'edited' WHERE uuid = ?",
                      (gpkg.encode_geometry(bigger, 32654), uid))
     summary = export_reviewed(cand, inv, reviewer="ben", now=T2)
@@ -125,7 +132,7 @@ def test_edited_geometry_or_status_updates_the_row(run_dir, tmp_path):
     assert row["reviewed_at"] == "2024-01-03T03:04:05.000Z"
     assert inventory_counts(inv)["total"] == 3
     # The layer extent follows the edit.
-    with sqlite3.connect(inv) as conn:
+    with sql_connect(inv) as conn:
         max_y = conn.execute("SELECT max_y FROM gpkg_contents WHERE table_name='landslides'").fetchone()[0]
     assert max_y == pytest.approx(Y0 + 80.0)
 
@@ -163,6 +170,24 @@ def test_provenance_comes_from_the_feature_and_the_run_json(run_dir, tmp_path):
     assert row["mean_score"] == 3.0 and row["area_m2"] == pytest.approx(2500.0)
 
 
+@pytest.mark.parametrize("threshold", [None, 1.25])
+def test_a_hand_drawn_polygon_is_manual_with_no_threshold(run_dir, tmp_path, threshold):
+    # What the dock gives a polygon drawn in QGIS: status accepted, method 'manual', a uuid from uuid() in braces;
+    # QGIS may also copy the last threshold into the new feature.  Issue 13: it was exported as source=model.
+    drawn = Feature(square(9), {"status": "accepted", "method": "manual", "threshold": threshold,
+                                "uuid": "{0d9bb0a1-5d3c-4c0f-9a43-7b1e2f0f0c11}", "event_id": EVENT})
+    with sql_connect(run_dir / "candidates.gpkg") as conn:
+        conn.execute("BEGIN")
+        gpkg.insert_features(conn, "candidates", [drawn])
+        conn.execute("COMMIT")
+    inv = tmp_path / "inventory.gpkg"
+    export_reviewed(run_dir / "candidates.gpkg", inv, reviewer="ana")
+    row = rows(inv)["0d9bb0a1-5d3c-4c0f-9a43-7b1e2f0f0c11"].properties
+    assert (row["source"], row["method"], row["threshold"]) == ("manual", "manual", None)
+    assert row["mean_score"] is None and row["model_sha256"] is None
+    assert rows(inv)[candidate(1, "accepted").properties["uuid"]].properties["source"] == "threshold"
+
+
 def test_explicit_run_json_and_no_run_json(tmp_path, run_dir):
     cand = tmp_path / "elsewhere" / "cands.gpkg"
     cand.parent.mkdir()
@@ -183,7 +208,7 @@ def test_a_failure_midway_rolls_back_and_leaves_the_file_byte_identical(run_dir,
     export_reviewed(cand, inv, reviewer="ana", now=T1)
     before = sha(inv)
     # One existing polygon edited (an UPDATE runs first) and one new polygon (insert fails after it).
-    with sqlite3.connect(cand) as conn:
+    with sql_connect(cand) as conn:
         conn.execute("UPDATE candidates SET status = 'rejected' WHERE id = 1")
         conn.execute("UPDATE candidates SET status = 'accepted' WHERE id = 0")
 
@@ -227,7 +252,7 @@ def test_concurrent_exports_keep_uuids_unique(run_dir, tmp_path):
     assert errors == []
     assert sum(r.added for r in results) == 3
     assert sum(r.unchanged for r in results) == 9
-    with sqlite3.connect(inv) as conn:
+    with sql_connect(inv) as conn:
         assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT uuid) FROM landslides").fetchone() == (3, 3)
 
 
@@ -245,7 +270,7 @@ def test_a_geopackage_edited_in_qgis_exports_correctly(run_dir, tmp_path):
     inv = tmp_path / "inventory.gpkg"
     moved = square(7)
     drawn = square(9, size=30.0)
-    with sqlite3.connect(cand) as conn:
+    with sql_connect(cand) as conn:
         assert conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
         conn.execute("UPDATE candidates SET status = 'accepted' WHERE id = 0")
         conn.execute("UPDATE candidates SET geom = ?, status = 'edited' WHERE id = 2",
@@ -274,7 +299,7 @@ def test_a_geopackage_edited_in_qgis_exports_correctly(run_dir, tmp_path):
 def test_split_polygon_parts_sharing_a_uuid_become_two_rows(run_dir, tmp_path):
     cand = run_dir / "candidates.gpkg"
     uid = candidate(1, "accepted").properties["uuid"]
-    with sqlite3.connect(cand) as conn:
+    with sql_connect(cand) as conn:
         conn.execute("UPDATE candidates SET geom = ? WHERE id = 1", (gpkg.encode_geometry(square(1, 20.0), 32654),))
         conn.execute("INSERT INTO candidates (geom, status, uuid, method, event_id) VALUES (?, 'edited', ?, "
                      "'a_ratio', ?)", (gpkg.encode_geometry(square(5, 20.0), 32654), uid, EVENT))
@@ -299,7 +324,7 @@ def test_polygons_are_reprojected_into_the_inventory_crs(run_dir, tmp_path):
 
 def test_candidates_without_crs_are_refused(run_dir, tmp_path):
     cand = run_dir / "candidates.gpkg"
-    with sqlite3.connect(cand) as conn:
+    with sql_connect(cand) as conn:
         conn.execute("PRAGMA foreign_keys = OFF")
         conn.execute("UPDATE gpkg_geometry_columns SET srs_id = -1")
         conn.execute("UPDATE gpkg_contents SET srs_id = -1")
@@ -317,7 +342,7 @@ def test_bad_inputs_give_clear_messages_and_touch_nothing(run_dir, tmp_path):
     with pytest.raises(InventoryError, match="different file"):
         export_reviewed(cand, cand, reviewer="ana")
     other = tmp_path / "other.sqlite"
-    with sqlite3.connect(other) as conn:
+    with sql_connect(other) as conn:
         conn.execute("CREATE TABLE t (x)")
     before = sha(other)
     with pytest.raises(InventoryError):
@@ -347,7 +372,7 @@ def test_export_from_a_real_detection_run(tmp_path):
     result = run_detection(sample / "scenes", sample / "dem.tif", tmp_path / "run", params)
     assert result.n_candidates > 0
     cand = result.files["candidates"]
-    with sqlite3.connect(cand) as conn:
+    with sql_connect(cand) as conn:
         conn.execute("UPDATE candidates SET status = 'accepted'")
     summary = export_reviewed(cand, tmp_path / "inv.gpkg", reviewer="ana")
     assert summary.added == result.n_candidates

@@ -82,9 +82,19 @@ def test_geopackage_errors_say_what_is_wrong(tmp_path):
     gpkg.write_features(good, "a", [], crs="EPSG:4326", fields=[])
     with pytest.raises(gpkg.GeoPackageError, match="has no layer 'b'"):
         gpkg.read_features(good, "b")
-    with pytest.raises(gpkg.GeoPackageError, match="not a valid table"):
-        gpkg.write_features(tmp_path / "x.gpkg", "bad name;", [], crs="EPSG:4326", fields=[])
+    with pytest.raises(gpkg.GeoPackageError, match="cannot be a table or column name"):
+        gpkg.write_features(tmp_path / "x.gpkg", "", [], crs="EPSG:4326", fields=[])
     assert not (tmp_path / "x.gpkg").exists()
+
+
+@pytest.mark.parametrize("layer, field", [("bad name;", "x"), ("land-slides", "área m2"), ('q"uote', "with space"),
+                                          ("DROP TABLE gpkg_contents", "select")])
+def test_any_layer_or_field_name_is_quoted_not_refused(tmp_path, layer, field):
+    path = tmp_path / "q.gpkg"
+    gpkg.write_features(path, layer, [gpkg.Feature(SQUARE_WITH_HOLE, {field: 1.5})], crs="EPSG:4326",
+                        fields=[(field, "REAL")])
+    feats, _ = gpkg.read_features(path, layer)
+    assert gpkg.list_layers(path) == [layer] and feats[0].properties == {field: 1.5}
 
 
 def test_geopackage_write_is_byte_identical_with_fixed_timestamp(tmp_path):

@@ -218,3 +218,34 @@ def test_onnx_export_parity_and_metadata(cls, tmp_path):
 def test_unet_constructor_keywords():
     m = UNet(in_channels=3, base_filters=8, depth=3)
     assert m(torch.zeros(2, 3, 64, 64)).shape == (2, 1, 64, 64)
+
+
+class _Payload:
+    """What an attacker would place next to a model: unpickling it runs code (here: writes a file)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path):
+    from training.export import CheckpointError, load_checkpoint
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "landslide_unet.pt"
+    torch.save({"arch": "unet", "config": {}, "state_dict": {}, "x": _Payload(marker)}, str(evil))
+    with pytest.raises(CheckpointError, match="refused without running it"):
+        load_checkpoint(evil)
+    assert not marker.exists()
+
+
+def test_the_shipped_checkpoint_loads_with_weights_only():
+    from pathlib import Path
+
+    from training.export import load_checkpoint
+
+    shipped = Path(__file__).resolve().parents[2] / "landslide_sar_plugin/models/landslide_unet.pt"
+    model, ck = load_checkpoint(shipped)
+    assert ck["arch"] and sum(p.numel() for p in model.parameters()) > 100_000

@@ -34,12 +34,25 @@ INSTALL_COMMAND = "python -m pip install earthengine-api"
 REGISTER_URL = "https://code.earthengine.google.com/register"
 _SECRET_KEYS = ("refresh_token", "access_token", "client_secret", "private_key", "id_token", "private_key_id",
                 "token", "code_verifier")
-_SECRET_PATTERNS = [
+_REDACTED = "<redacted>"
+# Whole-match patterns: the match is replaced by <redacted>.
+_SECRET_PATTERNS = [  # keys first: a token pattern matching inside a key's body would cut the key's match short
+    # A private key, whole or cut off (a truncated log line has no END marker).
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?:.*?-----END [A-Z ]*PRIVATE KEY-----"
+               r"|(?:(?:\\n|\\r|\s)*[0-9A-Za-z+/=]{16,})*)", re.S),
+    re.compile(r"\bMII[0-9A-Za-z+/=]{16,}(?:(?:\\n|\s)+[0-9A-Za-z+/=]{16,})*"),  # a key's base64 body alone
     re.compile(r"ya29\.[0-9A-Za-z_\-.]+"),  # OAuth access tokens
     re.compile(r"1//[0-9A-Za-z_\-]+"),  # Google refresh tokens
-    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
-    re.compile(r"""(["']?(?:""" + "|".join(_SECRET_KEYS) + r""")["']?\s*[:=]\s*)["']?[^"',}\s]+["']?""", re.I),
-    re.compile(r"(access_token=|refresh_token=|key=)[^&\s]+", re.I),
+    re.compile(r"\b4/[0-9A-Za-z_\-]{10,}"),  # Google OAuth authorization codes (4/0A...)
+    re.compile(r"\beyJ[0-9A-Za-z_\-]+\.[0-9A-Za-z_\-]+(?:\.[0-9A-Za-z_\-]*)?"),  # JWTs (id tokens, assertions)
+]
+# Prefix patterns: group 1 (the name) is kept, the value after it becomes <redacted>.
+_PREFIXED_PATTERNS = [
+    re.compile(r"\b(Bearer\s+)[0-9A-Za-z\-._~+/]+=*", re.I),  # Authorization: Bearer ...
+    re.compile(r"""(["']?(?:""" + "|".join(_SECRET_KEYS) + r""")["']?\s*[:=]\s*)["']?[^"',}\s&]+["']?""", re.I),
+    # Query strings and fragments: OAuth redirect ?code=..., &access_token=..., key=...
+    re.compile(r"([?&#;](?:code|access_token|refresh_token|id_token|token|key|client_secret|assertion)=)[^&#\s\"']+",
+               re.I),
 ]
 
 
@@ -65,10 +78,10 @@ def redact(text: str, extra_secrets: tuple[str, ...] = ()) -> str:
     for secret in list(extra_secrets) + list(_known_secrets()):
         if secret and len(secret) >= 8:
             out = out.replace(secret, "<redacted>")
-    for pat in _SECRET_PATTERNS[:3]:
-        out = pat.sub("<redacted>", out)
-    out = _SECRET_PATTERNS[3].sub(lambda m: m.group(1) + "<redacted>", out)
-    out = _SECRET_PATTERNS[4].sub(lambda m: m.group(1) + "<redacted>", out)
+    for pat in _SECRET_PATTERNS:
+        out = pat.sub(_REDACTED, out)
+    for pat in _PREFIXED_PATTERNS:
+        out = pat.sub(lambda m: m.group(1) + _REDACTED, out)
     return out
 
 

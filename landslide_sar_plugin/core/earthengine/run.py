@@ -21,9 +21,7 @@ import datetime as dt
 import json
 import logging
 import os
-import shutil
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,11 +46,12 @@ from ..staging import (
     GDAL_CACHE_MB,
     CancelFn,
     DetectionError,
+    Finalize,
     Progress,
     ProgressFn,
     StagedRaster,
-    new_staging,
-    publish,
+    publish_as_one,
+    run_staged,
     versions,
     write_json,
 )
@@ -223,6 +222,7 @@ def run_earthengine_detection(
     retry: RetryPolicy | None = None,
     progress: ProgressFn | None = None,
     is_cancelled: CancelFn | None = None,
+    finalize: Finalize | None = None,
 ) -> DetectResult:
     """The A_ratio run on Earth Engine's Sentinel-1 archive (CLI, dock and Processing entry point).
 
@@ -232,7 +232,8 @@ def run_earthengine_detection(
     ``transport=None`` Earth Engine is initialised with existing credentials
     and ``project`` (never interactively); a given ``transport`` (tests, or a
     caller that initialised ``ee`` itself) is used as is.  ``cache_dir``:
-    ``None`` = the user cache folder, ``False`` = no cache.
+    ``None`` = the user cache folder, ``False`` = no cache.  ``finalize`` as in
+    :func:`..detect.run_detection` (extra outputs published with the run).
     """
     if mode not in MODES:
         raise DetectionError(f"--ee-mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -252,8 +253,7 @@ def run_earthengine_detection(
     if mode == "server" and params.water_mask and not Path(params.water_mask).is_file():
         raise DetectionError(f"water mask {params.water_mask} does not exist")
     t_start = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)  # created (and, after a failure, removed again) by the publication
     prog = Progress(progress, is_cancelled)
 
     prog(0.0, "connecting to Earth Engine")
@@ -277,17 +277,19 @@ def run_earthengine_detection(
                "per_image": f"band <pol>, bilinear, masked where <= {params.edge_noise_db} dB, then median/count",
                "request_limit_bytes": REQUEST_LIMIT_BYTES, "tile_budget_bytes": budget_bytes,
                "file_format": fetcher.file_format, "expressions": {}, "downloads": {}}
-    if mode == "download":
-        result = _run_download(listing, out, params, fetcher, prog, progress, is_cancelled, ee_info, timings)
-    else:
-        result = _run_server(listing, out, params, fetcher, prog, progress, is_cancelled, ee_info, timings)
-    timings["total_s"] = time.perf_counter() - t_start
-    result.timings_s = {**result.timings_s, **timings}
-    result.run_info["earthengine"] = ee_info
-    result.run_info["timings_s"] = {k: round(v, 3) for k, v in result.timings_s.items()}
-    write_json(out / "run.json", result.run_info)
-    result.files["run"] = out / "run.json"
-    return result
+    run = _run_download if mode == "download" else _run_server
+    return run(listing, out, params, fetcher, prog, progress, is_cancelled, ee_info, timings, t_start, finalize)
+
+
+def _repath(obj, old: str, new: str):
+    """``obj`` with every string starting with ``old`` (a staging folder) re-rooted at ``new``."""
+    if isinstance(obj, str):
+        return new + obj[len(old):] if obj.startswith(old) else obj
+    if isinstance(obj, dict):
+        return {k: _repath(v, old, new) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_repath(v, old, new) for v in obj]
+    return obj
 
 
 def _record(ee_info: dict, label: str, image, stats: DownloadStats) -> None:
@@ -300,7 +302,43 @@ def _track_tag(track) -> str:
 
 
 def _run_download(listing: EEListing, out: Path, params: DetectParams, fetcher: Fetcher, prog: Progress,
-                  progress, is_cancelled, ee_info: dict, timings: dict) -> DetectResult:
+                  progress, is_cancelled, ee_info: dict, timings: dict, t_start: float,
+                  user_finalize: Finalize | None) -> DetectResult:
+    """Download the inputs and run the local engine on them; inputs and outputs are published as one run."""
+    held = {}
+
+    def build(staging: Path) -> dict[str, Path]:
+        inputs = staging / "ee_inputs"
+        _download_inputs(listing, inputs, params, fetcher, prog, ee_info, timings)
+        tracks, pols = listing.selection.tracks(), list(params.polarisations())
+
+        def finalize(run_staging: Path, result):
+            prog.stage(0.97, 1.0)
+            prog(0.0, "per-pixel image counts from Earth Engine")
+            _replace_counts(result.files["counts"], listing.grid, tracks, pols, inputs / "counts",
+                            params.block_size)
+            result.run_info = _repath(result.run_info, str(staging.resolve()), str(out.resolve()))
+            result.run_info["inputs"]["earthengine_inputs"] = str((out / "ee_inputs").resolve())
+            result.run_info["earthengine"] = ee_info
+            result.timings_s = {**timings, "total_s": time.perf_counter() - t_start}
+            return user_finalize(run_staging, result) if user_finalize is not None else None
+
+        result = run_detection(inputs / "scenes", inputs / "dem.tif", staging / "run", params,
+                               progress=_sub_progress(progress, 0.5, 0.97), is_cancelled=is_cancelled,
+                               finalize=finalize)
+        held.update(result=result)
+        return {**result.files, "ee_inputs": inputs}
+
+    final = publish_as_one(out, build)
+    result = held["result"]
+    result.files = {k: v for k, v in final.items() if k != "ee_inputs"}
+    result.out_dir = out
+    return result
+
+
+def _download_inputs(listing: EEListing, inputs: Path, params: DetectParams, fetcher: Fetcher, prog: Progress,
+                     ee_info: dict, timings: dict) -> None:
+    """The per-track composites, counts and DEM as a local scene folder ``inputs`` (scenes/, counts/, dem.tif)."""
     ee = import_ee()
     grid = listing.grid
     pols = list(params.polarisations())
@@ -314,9 +352,8 @@ def _run_download(listing: EEListing, out: Path, params: DetectParams, fetcher: 
                    if params.curv_min is not None else 1, 1) + 1
     scene_grid, dem_grid = grid.padded(scene_halo), grid.padded(dem_halo)
     t0 = time.perf_counter()
-    staging = out / f".partial-ee-{uuid.uuid4().hex[:8]}"
-    (staging / "scenes").mkdir(parents=True)
-    (staging / "counts").mkdir()
+    (inputs / "scenes").mkdir(parents=True)
+    (inputs / "counts").mkdir()
     jobs = []
     sidecar = []
     for track in tracks:
@@ -334,87 +371,101 @@ def _run_download(listing: EEListing, out: Path, params: DetectParams, fetcher: 
                     f"{len(spec.ids)} images", "EE_IMAGE_IDS": ",".join(spec.ids),
                     "SOFTWARE": f"landslide_sar_plugin {__version__}"}
             bands = [f"{p}_{role}" for p in pols]
-            jobs.append((f"{tag}_{role}", image.select(bands), bands, scene_grid, staging / "scenes" / name, pols,
+            jobs.append((f"{tag}_{role}", image.select(bands), bands, scene_grid, inputs / "scenes" / name, pols,
                          tags, "float32"))
             sidecar.append({"file": name, "acquisition_start": cat.iso_utc(when), "orbit_pass": track[0],
                             "relative_orbit": track[1], "units": "dB", "polarisations": pols,
                             "composite_of": len(spec.ids), "ee_image_ids": spec.ids})
         cbands = [f"{p}_{r}_count" for r in ("pre", "post") for p in pols]
-        jobs.append((f"{tag}_counts", image.select(cbands), cbands, grid, staging / "counts" / f"{tag}.tif", cbands,
+        jobs.append((f"{tag}_counts", image.select(cbands), cbands, grid, inputs / "counts" / f"{tag}.tif", cbands,
                      {"ORBIT_PASS": track[0]}, "float32"))
     dem = graph.for_download(graph.dem_image(ee).resample("bilinear"))
-    jobs.append(("dem", dem, [graph.DEM_BAND], dem_grid, staging / "dem.tif", ["DEM (m)"],
+    jobs.append(("dem", dem, [graph.DEM_BAND], dem_grid, inputs / "dem.tif", ["DEM (m)"],
                  {"SOURCE": f"Earth Engine {graph.DEM_COLLECTION} mosaic"}, "float32"))
-    inputs = out / "ee_inputs"
-    try:
-        for i, (label, img, bands, g, path, desc, tags, dtype) in enumerate(jobs):
-            prog.stage(0.02 + 0.48 * i / len(jobs), 0.02 + 0.48 * (i + 1) / len(jobs))
-            stats = fetcher.fetch(img, bands, g, path, prog, label=label, descriptions=desc, tags=tags, dtype=dtype)
-            _record(ee_info, label, img, stats)
-        write_json(staging / "scenes" / "scenes.json", {"scenes": sidecar})
-        if inputs.exists():
-            shutil.rmtree(inputs)
-        os.replace(staging, inputs)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    for i, (label, img, bands, g, path, desc, tags, dtype) in enumerate(jobs):
+        prog.stage(0.02 + 0.48 * i / len(jobs), 0.02 + 0.48 * (i + 1) / len(jobs))
+        stats = fetcher.fetch(img, bands, g, path, prog, label=label, descriptions=desc, tags=tags, dtype=dtype)
+        _record(ee_info, label, img, stats)
+    write_json(inputs / "scenes" / "scenes.json", {"scenes": sidecar})
     timings["download_s"] = time.perf_counter() - t0
-    try:
-        result = run_detection(inputs / "scenes", inputs / "dem.tif", out, params,
-                               progress=_sub_progress(progress, 0.5, 0.97), is_cancelled=is_cancelled)
-        prog.stage(0.97, 1.0)
-        prog(0.0, "per-pixel image counts from Earth Engine")
-        _replace_counts(out, grid, tracks, pols, inputs / "counts", params.block_size)
-    except BaseException:
-        shutil.rmtree(inputs, ignore_errors=True)
-        raise
-    result.run_info["inputs"]["earthengine_inputs"] = str(inputs.resolve())
-    return result
 
 
-def _replace_counts(out: Path, grid: Grid, tracks, pols, counts_dir: Path, block_size: int) -> None:
-    """counts.tif from Earth Engine's per-pixel counts (the local run saw one composite per stack)."""
-    target = out / "counts.tif"
+def _replace_counts(target: Path, grid: Grid, tracks, pols, counts_dir: Path, block_size: int) -> None:
+    """Replace the staged ``counts.tif`` with Earth Engine's per-pixel counts (the local run saw one composite)."""
     with rasterio.open(target) as src:
         descriptions = list(src.descriptions)
         tags = src.tags()
     tags["DEFINITION"] = "valid images per pixel in each stack (Earth Engine count(), summed over tracks)"
-    staging = new_staging(out)
+    raster = StagedRaster(target.parent, "ee_counts", grid, count=len(descriptions), dtype="uint16", nodata=None,
+                          descriptions=descriptions, tags=tags, resampling="nearest")
+    readers = {}
     try:
-        raster = StagedRaster(staging, "counts", grid, count=len(descriptions), dtype="uint16", nodata=None,
-                              descriptions=descriptions, tags=tags, resampling="nearest")
-        readers = {}
-        try:
-            for track in tracks:
-                for j in range(2 * len(pols)):
-                    readers[(track, j)] = RasterOnGrid(counts_dir / f"{_track_tag(track)}.tif", j + 1, grid)
-            for window in grid.blocks(block_size):
-                rows, cols = int(window.height), int(window.width)
-                layers = []
-                for desc in descriptions:
-                    p, role = desc.rsplit("_", 1)
-                    total = np.zeros((rows, cols), np.float32)
-                    for track in tracks:
-                        if track[0].lower() != p:
-                            continue
-                        for k in range(len(pols)):
-                            j = (0 if role == "pre" else len(pols)) + k
-                            total += np.nan_to_num(readers[(track, j)].read(window))
-                    layers.append(np.clip(np.rint(total), 0, 65535).astype(np.uint16))
-                raster.write(window, np.stack(layers))
-        finally:
-            for r in readers.values():
-                r.close()
-            raster.close()
-        cog = raster.to_cog(staging / "counts.tif")
-        publish(staging, out, {"counts": cog})
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        for track in tracks:
+            for j in range(2 * len(pols)):
+                readers[(track, j)] = RasterOnGrid(counts_dir / f"{_track_tag(track)}.tif", j + 1, grid)
+        for window in grid.blocks(block_size):
+            rows, cols = int(window.height), int(window.width)
+            layers = []
+            for desc in descriptions:
+                p, role = desc.rsplit("_", 1)
+                total = np.zeros((rows, cols), np.float32)
+                for track in tracks:
+                    if track[0].lower() != p:
+                        continue
+                    for k in range(len(pols)):
+                        j = (0 if role == "pre" else len(pols)) + k
+                        total += np.nan_to_num(readers[(track, j)].read(window))
+                layers.append(np.clip(np.rint(total), 0, 65535).astype(np.uint16))
+            raster.write(window, np.stack(layers))
+    finally:
+        for r in readers.values():
+            r.close()
+        raster.close()
+    os.replace(raster.to_cog(target.parent / "ee_counts.tif"), target)
 
 
 def _run_server(listing: EEListing, out: Path, params: DetectParams, fetcher: Fetcher, prog: Progress,
-                progress, is_cancelled, ee_info: dict, timings: dict) -> DetectResult:
+                progress, is_cancelled, ee_info: dict, timings: dict, t_start: float,
+                finalize: Finalize | None) -> DetectResult:
+    grid = listing.grid
+    event_id = params.event_id or f"event_{params.event_time:%Y%m%dT%H%M}"
+    spec = ThresholdSpec(threshold=params.threshold_db, percentile=params.percentile,
+                         smooth_sigma_m=params.ratio_sigma_m, smooth_radius_m=params.ratio_radius_m,
+                         min_area_m2=params.min_area_m2, heatmap_radius_m=params.heatmap_radius_m, method="a_ratio",
+                         units="dB", event_id=event_id, block_size=params.block_size)
+
+    def body(staging: Path) -> DetectResult:
+        files = _server_rasters(listing, staging, params, fetcher, prog, ee_info, timings)
+        t0 = time.perf_counter()
+        try:
+            cres = candidates_from_score(files["a_ratio"], staging, spec, progress=_sub_progress(progress, 0.85, 1.0),
+                                         is_cancelled=is_cancelled)
+        except DetectionError as exc:
+            if "no valid pixel" in str(exc):
+                raise DetectionError("no valid A_ratio pixel is left after masking: Earth Engine returned no data "
+                                     "over the AOI, or the slope/curvature masks remove everything (try a lower "
+                                     "--slope-min)") from None
+            raise
+        timings["candidates_s"] = time.perf_counter() - t0
+        files.update(cres.files)
+        run_info = {
+            "software": "landslide_sar_plugin", "method": "a_ratio", "synthetic_input": False, "event_id": event_id,
+            "inputs": {"source": "earthengine", "scenes": [s.to_dict() for s in listing.scenes]},
+            "stacks": listing.selection.to_dict(), "stack_summary": listing.summary_lines(),
+            "parameters": params.to_dict(), "grid": grid.to_dict(), "threshold_db": cres.threshold,
+            "threshold_rule": spec.rule(), "percentiles_db": cres.percentiles, "n_candidates": cres.n_candidates,
+            "outputs": {k: p.name for k, p in files.items()}, "versions": versions(), "warnings": listing.warnings,
+            "created_utc": cat.iso_utc(dt.datetime.now(dt.timezone.utc)), "earthengine": ee_info,
+        }
+        return DetectResult(out, files, cres.threshold, cres.n_candidates, cres.percentiles, grid, listing.selection,
+                            listing.warnings, dict(cres.timings_s), False, run_info)
+
+    return run_staged(out, body, timings, t_start, finalize=finalize)
+
+
+def _server_rasters(listing: EEListing, staging: Path, params: DetectParams, fetcher: Fetcher, prog: Progress,
+                    ee_info: dict, timings: dict) -> dict[str, Path]:
+    """Download the server-side products into ``staging`` and split them into the local run's rasters."""
     ee = import_ee()
     grid = listing.grid
     specs = graph.stack_specs(listing.selection)
@@ -424,50 +475,17 @@ def _run_server(listing: EEListing, out: Path, params: DetectParams, fetcher: Fe
     tags = {"SOFTWARE": f"landslide_sar_plugin {__version__}", "EVENT_TIME": cat.iso_utc(params.event_time),
             "SOURCE": "Earth Engine server-side A_ratio"}
     t0 = time.perf_counter()
-    staging = new_staging(out)
-    try:
-        prog.stage(0.02, 0.75)
-        products = staging / "ee_products.tif"
-        stats = fetcher.fetch(image, names, grid, products, prog, label="server products")
-        _record(ee_info, "server_products", image, stats)
-        timings["download_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        prog.stage(0.75, 0.85)
-        files = _finish_server_rasters(products, staging, grid, params, passes, names, tags, prog)
-        products.unlink()
-        final = publish(staging, out, files)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    timings["masks_s"] = time.perf_counter() - t0
-    event_id = params.event_id or f"event_{params.event_time:%Y%m%dT%H%M}"
-    spec = ThresholdSpec(threshold=params.threshold_db, percentile=params.percentile,
-                         smooth_sigma_m=params.ratio_sigma_m, smooth_radius_m=params.ratio_radius_m,
-                         min_area_m2=params.min_area_m2, heatmap_radius_m=params.heatmap_radius_m, method="a_ratio",
-                         units="dB", event_id=event_id, block_size=params.block_size)
+    prog.stage(0.02, 0.75)
+    products = staging / "ee_products.tif"
+    stats = fetcher.fetch(image, names, grid, products, prog, label="server products")
+    _record(ee_info, "server_products", image, stats)
+    timings["download_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    try:
-        cres = candidates_from_score(final["a_ratio"], out, spec, progress=_sub_progress(progress, 0.85, 1.0),
-                                     is_cancelled=is_cancelled)
-    except DetectionError as exc:
-        if "no valid pixel" in str(exc):
-            raise DetectionError("no valid A_ratio pixel is left after masking: Earth Engine returned no data over "
-                                 "the AOI, or the slope/curvature masks remove everything (try a lower "
-                                 "--slope-min)") from None
-        raise
-    timings["candidates_s"] = time.perf_counter() - t0
-    final.update(cres.files)
-    run_info = {
-        "software": "landslide_sar_plugin", "method": "a_ratio", "synthetic_input": False, "event_id": event_id,
-        "inputs": {"source": "earthengine", "scenes": [s.to_dict() for s in listing.scenes]},
-        "stacks": listing.selection.to_dict(), "stack_summary": listing.summary_lines(),
-        "parameters": params.to_dict(), "grid": grid.to_dict(), "threshold_db": cres.threshold,
-        "threshold_rule": spec.rule(), "percentiles_db": cres.percentiles, "n_candidates": cres.n_candidates,
-        "outputs": {k: p.name for k, p in final.items()}, "versions": versions(), "warnings": listing.warnings,
-        "created_utc": cat.iso_utc(dt.datetime.now(dt.timezone.utc)),
-    }
-    return DetectResult(out, final, cres.threshold, cres.n_candidates, cres.percentiles, grid, listing.selection,
-                        listing.warnings, dict(cres.timings_s), False, run_info)
+    prog.stage(0.75, 0.85)
+    files = _finish_server_rasters(products, staging, grid, params, passes, names, tags, prog)
+    products.unlink()
+    timings["masks_s"] = time.perf_counter() - t0
+    return files
 
 
 def _finish_server_rasters(products: Path, staging: Path, grid: Grid, params: DetectParams, passes, names, tags,

@@ -1,0 +1,172 @@
+"""Publication of a run as a whole: manifest, journal, recovery, leftovers, the folder lock, strict JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import pytest
+
+from landslide_sar_plugin.core import staging
+from landslide_sar_plugin.core.staging import DetectionError
+
+
+def stage_files(out, names: dict[str, str]):
+    st = staging.new_staging(out)
+    files = {}
+    for key, name in names.items():
+        (st / name).write_text(f"{key} of this run", encoding="utf-8")
+        files[key] = st / name
+    return st, files
+
+
+def visible(folder):
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def test_a_run_replaces_the_previous_one_as_a_whole_and_never_keeps_stale_files(tmp_path):
+    out = tmp_path / "out"
+    st, files = stage_files(out, {"a": "a.tif", "evaluation": "evaluation.json", "run": "run.json"})
+    staging.publish(st, out, files)
+    (out / "notes.txt").write_text("the user's notes")  # not ours: never touched
+    st, files = stage_files(out, {"a": "a.tif", "run": "run.json"})
+    final = staging.publish(st, out, files)
+    assert visible(out) == ["a.tif", "notes.txt", "run.json"]  # the stale evaluation.json went with its run
+    assert final == {"a": out / "a.tif", "run": out / "run.json"}
+    assert set(staging.read_manifest(out)["entries"]) == {"a.tif", "run.json"}
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [staging.MANIFEST_NAME]
+
+
+def test_an_addition_keeps_the_run_and_joins_it(tmp_path):
+    out = tmp_path / "out"
+    st, files = stage_files(out, {"a": "a.tif", "run": "run.json"})
+    staging.publish(st, out, files)
+    st, files = stage_files(out, {"update": "update_candidates.gpkg"})
+    staging.publish(st, out, files, replace=False)
+    assert set(staging.read_manifest(out)["entries"]) == {"a.tif", "run.json", "update_candidates.gpkg"}
+
+
+def test_a_users_file_of_our_name_is_never_overwritten(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "candidates.gpkg").write_text("mine")
+    st, files = stage_files(out, {"candidates": "candidates.gpkg"})
+    with pytest.raises(DetectionError, match="was not written by a run of this tool"):
+        staging.publish(st, out, files)
+    assert (out / "candidates.gpkg").read_text() == "mine"
+    assert visible(out) == ["candidates.gpkg"] and not list(out.glob(".partial-*"))
+
+
+def test_a_folder_of_an_older_version_is_adopted_from_its_run_json(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps({"software": "landslide_sar_plugin", "outputs": {"a": "a.tif"}}))
+    (out / "a.tif").write_text("old")
+    (out / "evaluation.json").write_text("{}")
+    st, files = stage_files(out, {"a": "a.tif", "run": "run.json"})
+    staging.publish(st, out, files)
+    assert visible(out) == ["a.tif", "run.json"] and (out / "a.tif").read_text() == "a of this run"
+
+
+def test_a_failure_during_the_swap_restores_the_previous_run(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    st, files = stage_files(out, {"a": "a.tif", "b": "b.tif", "run": "run.json"})
+    staging.publish(st, out, files)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    st, files = stage_files(out, {"a": "a.tif", "c": "c.tif", "run": "run.json"})
+    real, calls = os.replace, []
+
+    def failing(a, b):
+        calls.append(1)
+        if len(calls) == 5:
+            raise OSError(28, "No space left on device")
+        real(a, b)
+
+    monkeypatch.setattr(staging.os, "replace", failing)
+    with pytest.raises(OSError):
+        staging.publish(st, out, files)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_recovery_rolls_back_a_publication_a_kill_interrupted(tmp_path, caplog):
+    out = tmp_path / "out"
+    st, files = stage_files(out, {"a": "a.tif", "run": "run.json"})
+    staging.publish(st, out, files)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    # What a kill -9 after the first two renames leaves: journal, old entries half moved aside, one new file in.
+    st, files = stage_files(out, {"a": "a.tif", "n": "new.tif", "run": "run.json"})
+    (st / staging.REPLACED_DIR).mkdir()
+    (out / staging.JOURNAL_NAME).write_text(json.dumps({"staging": st.name, "run_id": "x", "old": ["a.tif", "run.json"],
+                                                        "new": ["a.tif", "new.tif", "run.json"]}))
+    os.replace(out / staging.MANIFEST_NAME, st / staging.REPLACED_DIR / staging.MANIFEST_NAME)
+    os.replace(out / "a.tif", st / staging.REPLACED_DIR / "a.tif")
+    os.replace(st / "new.tif", out / "new.tif")
+    staging._release(st)
+    assert staging.read_manifest(out) is None  # readers do not trust a folder mid-publication
+    with caplog.at_level(logging.WARNING):
+        st2 = staging.new_staging(out)
+    staging.discard(st2)
+    assert "killed while its files were being published" in caplog.text
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_leftovers_of_dead_runs_are_removed_with_one_line_and_nothing_else(tmp_path, caplog):
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = out / ".partial-run-0123abcd"
+    dead.mkdir()
+    (dead / "a_ratio.stage.tif").write_bytes(b"x" * 2_000_000)
+    (out / ".run.json.partial-89abcdef").write_text("{")
+    for name in (".partial-run-mine", ".hidden_user_file", "partial-run-0123abcd", "my.partial-1234abcd.tif"):
+        (out / name).write_text("the user's")
+    with caplog.at_level(logging.WARNING):
+        staging.discard(staging.new_staging(out))
+    assert "removed 2 leftover(s) of earlier runs that did not finish" in caplog.text and "(2.0 MB)" in caplog.text
+    kept = [".hidden_user_file", ".partial-run-mine", "my.partial-1234abcd.tif", "partial-run-0123abcd"]
+    assert sorted(p.name for p in out.iterdir()) == kept
+
+
+def test_a_second_run_into_a_busy_folder_is_refused_and_a_failed_run_removes_the_folder_it_made(tmp_path):
+    out = tmp_path / "new_out"
+    st = staging.new_staging(out)
+    with pytest.raises(DetectionError, match="another run is writing into"):
+        staging.new_staging(out)
+    staging.discard(st)
+    assert not out.exists()
+    st = staging.new_staging(out)  # the lock died with the first: the folder is free again
+    staging.discard(st)
+
+
+def test_run_json_stays_strict_json_with_nan_and_infinity(tmp_path):
+    import numpy as np
+
+    staging.write_json(tmp_path / "run.json", {"threshold_db": float("nan"), "p": [np.float32("inf"), 1.5],
+                                               "nested": {"x": -float("inf")}})
+
+    def refuse(name):
+        raise AssertionError(f"{name} in run.json")
+
+    data = json.loads((tmp_path / "run.json").read_text(), parse_constant=refuse)
+    assert data == {"threshold_db": None, "p": [None, 1.5], "nested": {"x": None}}
+
+
+def test_run_folders_published_one_by_one_are_replaced_by_a_run_of_both(tmp_path):
+    # The dock publishes a_ratio/ and model/ as runs of their own and adds agreement.tif to the parent.
+    out = tmp_path / "out"
+    for sub in ("a_ratio", "model"):
+        st, files = stage_files(out / sub, {"run": "run.json"})
+        staging.publish(st, out / sub, files)
+    st, files = stage_files(out, {"agreement": "agreement.tif"})
+    staging.publish(st, out, files, replace=False)
+
+    def build(st):
+        for sub in ("a_ratio", "model"):
+            inner, files = stage_files(st / sub, {"run": "run.json", "x": "x.tif"})
+            staging.publish(inner, st / sub, files)
+        (st / "agreement.tif").write_text("new")
+        return {"a_ratio": st / "a_ratio", "model": st / "model", "agreement": st / "agreement.tif"}
+
+    staging.publish_as_one(out, build)
+    assert visible(out) == ["a_ratio", "agreement.tif", "model"] and visible(out / "model") == ["run.json", "x.tif"]
