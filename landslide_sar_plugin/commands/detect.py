@@ -111,8 +111,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="explicit pre-event date range (inclusive, UTC), replaces --pre-days")
     st.add_argument("--post-range", type=_range, metavar="START/END",
                     help="explicit post-event date range (inclusive, UTC), replaces --post-days")
-    st.add_argument("--polarisation", choices=("VH", "VV", "both"), default=default("polarisation"),
-                    help="polarisation of the ratio; 'both' averages the VV and VH ratios")
+    st.add_argument("--polarisation", choices=("auto", "VH", "VV", "both"), default=default("polarisation"),
+                    help="polarisation of the ratio; 'both' averages the VV and VH ratios; 'auto' does that when "
+                         "the stacks hold both and uses the one they hold otherwise")
     st.add_argument("--merge-orbits", action="store_true",
                     help="one median per pass over all relative orbits (Handwerger's scripts) instead of one "
                          "median per relative orbit, averaged")

@@ -263,6 +263,7 @@ class CandidatesResult:
     n_candidates: int
     percentiles: dict[str, float]
     timings_s: dict[str, float]
+    noise: dict[str, float] | None = None  # {"center", "sigma"} of the scores (dB scores)
 
 
 def candidates_from_score(score_path: str | Path, out_dir: str | Path, spec: ThresholdSpec, *,
@@ -303,4 +304,5 @@ def candidates_from_score(score_path: str | Path, out_dir: str | Path, spec: Thr
     except BaseException:
         discard(staging)
         raise
-    return CandidatesResult(out, final, stage.threshold, len(stage.features), stage.percentiles, stage.timings_s)
+    return CandidatesResult(out, final, stage.threshold, len(stage.features), stage.percentiles, stage.timings_s,
+                            stage.noise)

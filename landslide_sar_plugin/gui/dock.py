@@ -225,7 +225,7 @@ class LandslideDock(QDockWidget):
         adv.setCollapsed(True)
         form = QFormLayout(adv)
         self.polarisation = QComboBox()
-        self.polarisation.addItems(["VH", "VV", "both"])
+        self.polarisation.addItems(["auto", "VH", "VV", "both"])
         form.addRow(tr("Polarisation"), self.polarisation)
         self.slope_min = self._dspin(0, 60, d.slope_min_deg, " deg", 1)
         form.addRow(tr("Minimum slope"), self.slope_min)
@@ -276,7 +276,7 @@ class LandslideDock(QDockWidget):
         form.addRow(tr("Threshold as"), self.threshold_mode)
         self.threshold_slider = QSlider(Qt.Orientation.Horizontal)
         self.threshold_slider.setRange(0, SLIDER_STEPS)
-        self.threshold_spin = self._dspin(-100, 100, d.threshold_db, " dB", 2)
+        self.threshold_spin = self._dspin(-100, 100, 0.0, " dB", 2)  # set from the run's threshold
         self.threshold_spin.setSingleStep(0.05)
         row = QHBoxLayout()
         row.addWidget(self.threshold_slider)
@@ -371,7 +371,7 @@ class LandslideDock(QDockWidget):
             self.event_time.setDateTime(QDateTime.currentDateTimeUtc())
         self.pre_days.setValue(s.value(SETTINGS_PREFIX + "pre_days", self.pre_days.value(), type=int))
         self.post_days.setValue(s.value(SETTINGS_PREFIX + "post_days", self.post_days.value(), type=int))
-        self.polarisation.setCurrentText(s.value(SETTINGS_PREFIX + "polarisation", "VH", type=str))
+        self.polarisation.setCurrentText(s.value(SETTINGS_PREFIX + "polarisation", "auto", type=str))
         self.slope_min.setValue(s.value(SETTINGS_PREFIX + "slope_min", self.slope_min.value(), type=float))
         self.ee_project.setText(s.value(SETTINGS_PREFIX + "ee_project", "", type=str))
         model = s.value(SETTINGS_PREFIX + "model", "", type=str)
@@ -434,7 +434,8 @@ class LandslideDock(QDockWidget):
         if catalog is None:
             self._set_summary(tr("Choose a scene folder."))
             return
-        pols = ("VV", "VH") if self.polarisation.currentText() == "both" else (self.polarisation.currentText(),)
+        pols = (("VV", "VH") if self.polarisation.currentText() in ("both", "auto")
+                else (self.polarisation.currentText(),))
         roles = {}
         summary = []
         try:
@@ -514,8 +515,7 @@ class LandslideDock(QDockWidget):
         return Aoi(aoi.bounds, aoi.crs, geoms, layer.source())
 
     def collect_params(self) -> DetectParams:
-        d = _defaults()
-        return DetectParams(
+        return DetectParams(  # the threshold rule is the default one; the slider refines it after the run
             event_time=self.event_datetime(),
             pre_days=self.pre_days.value(),
             post_days=self.post_days.value(),
@@ -526,8 +526,6 @@ class LandslideDock(QDockWidget):
             speckle_radius_m=2 * self.speckle_sigma.value(),
             slope_min_deg=self.slope_min.value() if self.slope_min.value() > 0 else None,
             curv_min=self.curv_min.value() if self.use_curvature.isChecked() else None,
-            threshold_db=d.threshold_db,
-            percentile=None,
             min_area_m2=self.min_area.value(),
             heatmap_radius_m=self.heatmap_radius.value(),
             event_id=f"event_{self.event_datetime():%Y%m%dT%H%M}",

@@ -196,7 +196,9 @@ class _Base(QgsProcessingAlgorithm):
 
 
 THRESHOLD_MODES = ("fixed", "percentile")
-POLARISATIONS = ("VH", "VV", "both")
+POLARISATIONS = ("auto", "VH", "VV", "both")
+# The value a "fixed dB" threshold field starts at (the default rule of a run is noise-scaled, k_sigma).
+FIXED_THRESHOLD_START_DB = 2.0
 
 _DOUBLE = QgsProcessingParameterNumber.Double
 # The parameters the detection algorithms share, by name: each entry makes a fresh definition from the name and
@@ -218,13 +220,14 @@ _DETECT_PARAMETERS = {
     "POST_DAYS": lambda name, d: QgsProcessingParameterNumber(
         name, tr("Post-event window (days after the event)"), _DOUBLE, d["post_days"].default, minValue=1),
     "POLARISATION": lambda name, d: QgsProcessingParameterEnum(
-        name, tr("Polarisation"), options=[tr("VH"), tr("VV"), tr("VV and VH averaged")],
+        name, tr("Polarisation"), options=[tr("auto (VV and VH averaged where both exist)"), tr("VH"), tr("VV"),
+                                          tr("VV and VH averaged")],
         defaultValue=POLARISATIONS.index(d["polarisation"].default)),
     "SLOPE_MIN": lambda name, d: QgsProcessingParameterNumber(
         name, tr("Minimum slope (degrees; 0 = no slope mask)"), _DOUBLE, d["slope_min_deg"].default, minValue=0,
         maxValue=90),
     "THRESHOLD": lambda name, d: QgsProcessingParameterNumber(
-        name, tr("Threshold (dB, A_ratio above it is a candidate)"), _DOUBLE, d["threshold_db"].default),
+        name, tr("Threshold (dB, A_ratio above it is a candidate)"), _DOUBLE, FIXED_THRESHOLD_START_DB),
     "MIN_AREA": lambda name, d: QgsProcessingParameterNumber(
         name, tr("Minimum polygon area (m²)"), _DOUBLE, d["min_area_m2"].default, minValue=0),
     "PIXEL_SIZE": lambda name, d: QgsProcessingParameterNumber(
@@ -789,7 +792,7 @@ class DetectModelAlgorithm(_DetectBase):
         self._add_shared(self.PRE_DAYS, self.POST_DAYS, self.MIN_AREA)
         self._advanced(QgsProcessingParameterNumber(
             self.A_RATIO_THRESHOLD, tr("A_ratio threshold of the agreement run (dB)"),
-            QgsProcessingParameterNumber.Double, d["threshold_db"].default))
+            QgsProcessingParameterNumber.Double, FIXED_THRESHOLD_START_DB))
         self._advanced(QgsProcessingParameterNumber(
             self.PIXEL_SIZE, tr("Output pixel size (m; must match the model's training pixel size; 0 = the finest "
                                 "input resolution)"),

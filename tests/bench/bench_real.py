@@ -36,8 +36,9 @@ from landslide_sar_plugin.core.simulate import imprint  # noqa: E402
 DEFAULT_REAL = ROOT.parent / "shared" / "realdata" / "opera_rtc_s1_california_t137"
 
 # The A_ratio defaults of version 0.1 (chosen on four simulated events only).
-V01 = dict(pixel_size=10.0, speckle_sigma_m=10.0, slope_min_deg=10.0, threshold_db=1.25, percentile=None,
-           k_sigma=None, detrend_radius_m=0.0, ratio_sigma_m=0.0, min_area_m2=500.0)
+V01 = dict(pixel_size=10.0, polarisation="VH", speckle_sigma_m=10.0, speckle_radius_m=20.0, slope_min_deg=10.0,
+           threshold_db=1.25, percentile=None, k_sigma=None, detrend_radius_m=0.0, ratio_sigma_m=0.0,
+           ratio_radius_m=0.0, min_area_m2=500.0)
 SETTINGS = {"defaults": {}, "v0.1": V01}
 ORACLE_THRESHOLDS = np.round(np.arange(0.25, 10.01, 0.25), 2)
 

@@ -60,7 +60,8 @@ def score_arrays(work: Path, real_root: Path) -> list[dict]:
         case = imprint.write_case(spec, stack, work / spec.name / "case")
         for pol, spk in itertools.product(POLS, SPECKLE_M):
             params = DetectParams(event_time=case.event_time, pre_range=case.pre_range, post_range=case.post_range,
-                                  polarisation=pol, speckle_sigma_m=spk)
+                                  polarisation=pol, speckle_sigma_m=spk,
+                                  speckle_radius_m=2 * spk, detrend_radius_m=0.0)
             res = run_detection(case.scenes_dir, case.dem, work / spec.name / f"{pol}_{spk:g}", params)
             score = _read(res.files["a_ratio"])
             ref = case.truth_mask if spec.kind == "imprinted" else case.land_mask
@@ -72,7 +73,8 @@ def score_arrays(work: Path, real_root: Path) -> list[dict]:
         sim = simulate.simulate_event(work / name / "event", simulate.random_event_config(**overrides))
         event = parse_time(json.loads(sim.event_json_path.read_text())["event_time"])
         for pol, spk in itertools.product(POLS, SPECKLE_M):
-            params = DetectParams(event_time=event, polarisation=pol, speckle_sigma_m=spk)
+            params = DetectParams(event_time=event, polarisation=pol, speckle_sigma_m=spk,
+                                  speckle_radius_m=2 * spk, detrend_radius_m=0.0)
             res = run_detection(sim.out_dir / "scenes", sim.dem_path, work / name / f"{pol}_{spk:g}", params)
             score = _read(res.files["a_ratio"])
             items.append(dict(case=name, kind="simulated", pol=pol, speckle=spk, px=res.grid.pixel_size,

@@ -72,8 +72,10 @@ def scene_dir(tmp_path):
 
 
 def params(**kw) -> DetectParams:
+    # The mechanics under test, not the product's defaults: no smoothing, no detrend, one polarisation.
     base = dict(event_time=EVENT, speckle_sigma_m=0.0, curv_min=None, slope_min_deg=10.0, threshold_db=2.0,
-                percentile=None, min_area_m2=0.0, block_size=64)
+                percentile=None, min_area_m2=0.0, block_size=64, polarisation="VH", ratio_sigma_m=0.0,
+                ratio_radius_m=0.0, detrend_radius_m=0.0)
     base.update(kw)
     return DetectParams(**base)
 

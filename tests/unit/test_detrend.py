@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pytest
 import rasterio
@@ -105,6 +107,7 @@ def test_threshold_rule_fields_give_one_rule_or_the_default():
     assert threshold_rule_fields(k_sigma=3.0) == {"threshold_db": None, "percentile": None, "k_sigma": 3.0}
     default = threshold_rule_fields()
     assert sum(v is not None for v in default.values()) == 1
-    assert default == {k: DetectParams.__dataclass_fields__[k].default for k in default}
+    assert default == {k: getattr(DetectParams(event_time=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)), k)
+                       for k in default}
     with pytest.raises(DetectionError):
         threshold_rule_fields(threshold_db=1.0, percentile=99.0)

@@ -78,7 +78,8 @@ def const(node):
 
 def params(**kw) -> DetectParams:
     base = dict(event_time=EVENT, pre_days=40, post_days=20, aoi=parse_aoi(AOI), slope_min_deg=10.0,
-                threshold_db=1.25, speckle_sigma_m=0.0, min_area_m2=100.0, heatmap_radius_m=30.0, block_size=64)
+                threshold_db=1.25, speckle_sigma_m=0.0, min_area_m2=100.0, heatmap_radius_m=30.0, block_size=64,
+                polarisation="VH", ratio_sigma_m=0.0, ratio_radius_m=0.0, detrend_radius_m=0.0)
     base.update(kw)
     return DetectParams(**base)
 

@@ -147,6 +147,11 @@ def _windows(params: DetectParams) -> tuple[tuple, tuple]:
     return pre, post
 
 
+def ee_params(params: DetectParams) -> DetectParams:
+    """``auto`` polarisation on Earth Engine means VV+VH: COPERNICUS/S1_GRD IW over land is dual-pol."""
+    return dataclasses.replace(params, polarisation="both") if params.polarisation == "auto" else params
+
+
 def list_scenes(params: DetectParams, *, transport, orbit_pass: str | None = None, cache: TileCache | None = None,
                 now: dt.datetime | None = None) -> EEListing:
     """List ``COPERNICUS/S1_GRD`` for the AOI and event and split it into stacks like the local catalogue.
@@ -155,6 +160,7 @@ def list_scenes(params: DetectParams, *, transport, orbit_pass: str | None = Non
     with both stacks, a pre range reaching past the event, no scene at all).
     ``ee`` must be initialised (:func:`.auth.initialize`).
     """
+    params = ee_params(params)
     params.validate()
     ee = import_ee()
     grid = output_grid(params)
@@ -248,7 +254,7 @@ def run_earthengine_detection(
             changes["event_time"] = cat.parse_time(event_time) if isinstance(event_time, str) else event_time
         except cat.CatalogError as exc:
             raise DetectionError(str(exc)) from None
-    params = dataclasses.replace(params, **changes)
+    params = ee_params(dataclasses.replace(params, **changes))
     params.validate()
     if mode == "server" and params.water_mask and not Path(params.water_mask).is_file():
         raise DetectionError(f"water mask {params.water_mask} does not exist")
@@ -424,18 +430,35 @@ def _replace_counts(target: Path, grid: Grid, tracks, pols, counts_dir: Path, bl
     os.replace(raster.to_cog(target.parent / "ee_counts.tif"), target)
 
 
+def _detrended_server_ratio(a_ratio: Path, staging: Path, grid, params: DetectParams) -> dict[str, Path]:
+    """The downloaded A_ratio minus its local median, and that median, as COGs in ``staging``."""
+    from .. import detrend
+
+    with rasterio.open(a_ratio) as src:
+        tags = src.tags()
+    detrended, background = detrend.detrend_raster(
+        a_ratio, staging, grid, params.detrend_radius_m, Progress(), block_size=params.block_size,
+        tags={**tags, "DEFINITION": f"A_ratio minus its local median within {params.detrend_radius_m:g} m"},
+        description=f"A_ratio {params.polarisation} dB minus its {params.detrend_radius_m:g} m local median")
+    a_ratio.unlink()
+    return {"a_ratio": detrended.to_cog(staging / "a_ratio.tif"),
+            "background_change": background.to_cog(staging / "background_change.tif")}
+
+
 def _run_server(listing: EEListing, out: Path, params: DetectParams, fetcher: Fetcher, prog: Progress,
                 progress, is_cancelled, ee_info: dict, timings: dict, t_start: float,
                 finalize: Finalize | None) -> DetectResult:
     grid = listing.grid
     event_id = params.event_id or f"event_{params.event_time:%Y%m%dT%H%M}"
-    spec = ThresholdSpec(threshold=params.threshold_db, percentile=params.percentile,
+    spec = ThresholdSpec(threshold=params.threshold_db, percentile=params.percentile, k_sigma=params.k_sigma,
                          smooth_sigma_m=params.ratio_sigma_m, smooth_radius_m=params.ratio_radius_m,
                          min_area_m2=params.min_area_m2, heatmap_radius_m=params.heatmap_radius_m, method="a_ratio",
                          units="dB", event_id=event_id, block_size=params.block_size)
 
     def body(staging: Path) -> DetectResult:
         files = _server_rasters(listing, staging, params, fetcher, prog, ee_info, timings)
+        if params.detrend_radius_m > 0:  # as the local run does: the broad background change removed
+            files.update(_detrended_server_ratio(files["a_ratio"], staging, grid, params))
         t0 = time.perf_counter()
         try:
             cres = candidates_from_score(files["a_ratio"], staging, spec, progress=_sub_progress(progress, 0.85, 1.0),
@@ -454,6 +477,7 @@ def _run_server(listing: EEListing, out: Path, params: DetectParams, fetcher: Fe
             "stacks": listing.selection.to_dict(), "stack_summary": listing.summary_lines(),
             "parameters": params.to_dict(), "grid": grid.to_dict(), "threshold_db": cres.threshold,
             "threshold_rule": spec.rule(), "percentiles_db": cres.percentiles, "n_candidates": cres.n_candidates,
+            "noise": ({"center_db": cres.noise["center"], "sigma_db": cres.noise["sigma"]} if cres.noise else None),
             "outputs": {k: p.name for k, p in files.items()}, "versions": versions(), "warnings": listing.warnings,
             "created_utc": cat.iso_utc(dt.datetime.now(dt.timezone.utc)), "earthengine": ee_info,
         }
