@@ -1,0 +1,83 @@
+"""Review queue order and the threshold a review suggests (core/review.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rasterio.transform import from_origin
+
+from landslide_sar_plugin.core import review
+
+
+def _box(x0, y0, x1, y1):
+    return {"type": "Polygon", "coordinates": [[(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]]}
+
+
+@pytest.fixture()
+def score_raster(tmp_path):
+    """100 x 100 px at 10 m; four 10 x 10 px squares with scores 1, 2, 3, 4 dB, the rest 0."""
+    score = np.zeros((100, 100), np.float32)
+    for k, value in enumerate((1.0, 2.0, 3.0, 4.0)):
+        score[10:20, 10 + 20 * k:20 + 20 * k] = value
+    score[0, 0] = np.nan
+    path = tmp_path / "a_ratio.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=100, height=100, count=1, dtype="float32",
+                       crs="EPSG:32633", transform=from_origin(0, 1000, 10, 10), nodata=float("nan")) as dst:
+        dst.write(score, 1)
+    return path
+
+
+def square(k):  # the k-th square of the fixture, in map coordinates
+    x0 = 100 + 200 * k
+    return _box(x0, 800, x0 + 100, 900)
+
+
+def test_queue_puts_the_closest_to_the_threshold_first_and_larger_among_equals():
+    cands = [{"mean_score": 3.0, "area_m2": 900}, {"mean_score": 1.6, "area_m2": 900},
+             {"mean_score": 1.4, "area_m2": 400}, {"mean_score": 1.4, "area_m2": 2000},
+             {"mean_score": None, "area_m2": 50}, {"mean_score": 5.0, "area_m2": 100}]
+    assert review.review_order(cands, 1.5) == [3, 1, 2, 0, 5, 4]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.floats(-10, 10), st.floats(0, 1e5)), min_size=1, max_size=40), st.floats(-5, 5))
+def test_queue_is_a_permutation_sorted_by_distance(items, thr):
+    cands = [{"mean_score": s, "area_m2": a} for s, a in items]
+    order = review.review_order(cands, thr)
+    assert sorted(order) == list(range(len(cands)))
+    dist = [round(abs(cands[i]["mean_score"] - thr), 9) for i in order]
+    assert dist == sorted(dist)
+
+
+def test_polygon_scores_are_read_from_the_raster(score_raster):
+    stats = review.polygon_mean_scores(score_raster, [square(0), square(3), _box(5000, 5000, 5100, 5100)])
+    assert stats[0] == pytest.approx((1.0, 10000.0)) and stats[1] == pytest.approx((4.0, 10000.0))
+    assert np.isnan(stats[2][0]) and stats[2][1] == 0.0  # outside the raster
+
+
+def test_suggested_threshold_separates_accepted_from_rejected(score_raster):
+    reviewed = review.reviewed_from_features([
+        {"geometry": square(0), "status": "rejected"}, {"geometry": square(1), "status": "rejected"},
+        {"geometry": square(2), "status": "accepted"}, {"geometry": square(3), "status": "edited"},
+        {"geometry": _box(0, 0, 50, 50), "status": "proposed"}])
+    s = review.suggest_threshold(score_raster, reviewed, current=1.25)
+    assert 2.0 < s.threshold < 3.0 and s.f1 == pytest.approx(1.0)
+    assert s.current_f1 == pytest.approx(2 * 2 / (2 * 2 + 1))  # at 1.25 dB the 2 dB rejected square passes
+    assert (s.n_landslides, s.n_rejected) == (2, 2)
+
+
+def test_a_missed_slide_drawn_by_hand_pulls_the_threshold_down(score_raster):
+    reviewed = review.reviewed_from_features([
+        {"geometry": square(0), "status": None, "source": "manual"},  # drawn by hand: a landslide
+        {"geometry": square(2), "status": "accepted"}, {"geometry": _box(500, 500, 600, 600), "status": "rejected"}])
+    s = review.suggest_threshold(score_raster, reviewed, current=2.5)
+    assert 0.0 < s.threshold < 1.0 and s.f1 == pytest.approx(1.0)
+
+
+def test_a_review_without_both_kinds_is_refused_with_a_sentence(score_raster):
+    reviewed = review.reviewed_from_features([{"geometry": square(2), "status": "accepted"}])
+    with pytest.raises(review.ReviewError, match="reject at least one"):
+        review.suggest_threshold(score_raster, reviewed, current=1.0)
