@@ -1,8 +1,8 @@
 """Plumbing shared by every run that writes rasters: progress and cancel, staged outputs, publication.
 
 A run writes into a hidden staging folder inside its output folder; rasters
-are tiled GeoTIFFs written block by block and converted to compressed
-cloud-optimised GeoTIFFs at the end; :func:`publish` then moves the finished
+are written block by block, compressed once in their final layout, and
+assembled into cloud-optimised GeoTIFFs at the end (:mod:`.cog`); :func:`publish` then moves the finished
 files into the output folder.  A failure or a cancel removes the staging
 folder, so nothing half-written is ever left where a user would find it.
 """
@@ -18,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-import rasterio.shutil
 from rasterio.windows import Window
 
+from .cog import CogWriter
 from .grid import Grid
-from .raster_io import geotiff_profile
 
 ProgressFn = Callable[[float, str], None]
 CancelFn = Callable[[], bool]
@@ -138,42 +137,31 @@ def crop(arr: np.ndarray, halo: int) -> np.ndarray:
 
 
 class StagedRaster:
-    """A tiled GeoTIFF written block by block in the staging folder, converted to COG at the end."""
+    """A raster written block by block in the staging folder, published as a cloud-optimised GeoTIFF.
+
+    Blocks are compressed once, as published (:mod:`.cog`: DEFLATE, 512 px
+    tiles, overviews streamed alongside); :meth:`to_cog` assembles the final
+    file without recompressing.  :attr:`path` is the full-resolution staged
+    GeoTIFF, readable by later passes once :meth:`close` d.
+    """
 
     def __init__(self, staging: Path, name: str, grid: Grid, *, count: int, dtype: str, nodata,
                  descriptions: list[str] | None = None, tags: dict | None = None, resampling: str = "average"):
         self.name = name
         self.path = staging / f"{name}.stage.tif"
         self.resampling = resampling
-        profile = geotiff_profile(width=grid.width, height=grid.height, count=count, dtype=dtype, crs=grid.crs,
-                                  transform=grid.transform, nodata=nodata, compress="zstd")
-        profile["predictor"] = 1  # intermediate file: fast zstd, no predictor
-        self.dataset = rasterio.open(self.path, "w", **profile)
-        if descriptions:
-            for i, d in enumerate(descriptions, start=1):
-                self.dataset.set_band_description(i, d)
-        if tags:
-            self.dataset.update_tags(**{k: str(v) for k, v in tags.items()})
+        self._writer = CogWriter(self.path, grid, count=count, dtype=dtype, nodata=nodata, resampling=resampling,
+                                 descriptions=descriptions, tags=tags)
 
     def write(self, window: Window, data: np.ndarray) -> None:
-        self.dataset.write(data if data.ndim == 3 else data[np.newaxis], window=window)
+        self._writer.write(window, data)
 
     def close(self) -> None:
-        if not self.dataset.closed:
-            self.dataset.close()
+        self._writer.close()
 
     def to_cog(self, final: Path | None = None) -> Path:
-        """Convert into a compressed cloud-optimised GeoTIFF (default: ``<name>.tif`` beside it)."""
-        self.close()
-        final = final or self.path.with_name(f"{self.name}.tif")
-        with rasterio.open(self.path) as src:
-            is_float = np.dtype(src.dtypes[0]).kind == "f"
-        rasterio.shutil.copy(
-            self.path, final, driver="COG", COMPRESS="DEFLATE", PREDICTOR="FLOATING_POINT" if is_float else "YES",
-            BLOCKSIZE=512, OVERVIEW_RESAMPLING=self.resampling.upper(), NUM_THREADS="ALL_CPUS", BIGTIFF="IF_SAFER",
-        )
-        self.path.unlink()
-        return final
+        """The cloud-optimised GeoTIFF (default: ``<name>.tif`` beside the staged file); staged files go."""
+        return self._writer.assemble(final or self.path.with_name(f"{self.name}.tif"))
 
 
 def versions() -> dict:
