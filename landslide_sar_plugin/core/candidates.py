@@ -136,7 +136,7 @@ def threshold_and_vectorise(score_path: Path, staging: Path, grid: Grid, spec: T
                                 tags={**tags, "RADIUS_M": spec.heatmap_radius_m, "THRESHOLD": f"{thr:.6f}"}),
     }
     # A 0/1 copy without nodata for polygonising: GDAL then traces only the exceedance regions.
-    binary = StagedRaster(staging, "exceed_binary", grid, count=1, dtype="uint8", nodata=None)
+    binary = StagedRaster(staging, "exceed_binary", grid, count=1, dtype="uint8", nodata=None, intermediate=True)
     halo = threshold.heatmap_halo_px(spec.heatmap_radius_m, px)
     try:
         with RasterOnGrid(work_path, 1, grid, halo=halo) as reader:
@@ -177,7 +177,8 @@ def _smoothed(score_path: Path, staging: Path, grid: Grid, spec: ThresholdSpec, 
     px = grid.pixel_size
     radius = spec.smooth_radius_m or 2 * spec.smooth_sigma_m
     halo = terrain.halo_px(spec.smooth_sigma_m, radius, px, op="smooth")
-    out = StagedRaster(staging, "score_smoothed", grid, count=1, dtype="float32", nodata=float("nan"))
+    out = StagedRaster(staging, "score_smoothed", grid, count=1, dtype="float32", nodata=float("nan"),
+                       intermediate=True)
     try:
         with RasterOnGrid(score_path, 1, grid, halo=halo) as reader:
             n_blocks = grid.n_blocks(spec.block_size)

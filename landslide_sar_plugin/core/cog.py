@@ -57,12 +57,16 @@ def overview_factors(width: int, height: int, block: int = COG_BLOCK) -> list[in
     return factors
 
 
-def cog_profile(width: int, height: int, count: int, dtype: str, crs, transform, nodata) -> dict:
-    """The GTiff creation profile of a published raster: tiled, DEFLATE at :data:`DEFLATE_LEVEL`, predictor."""
-    return {"driver": "GTiff", "width": int(width), "height": int(height), "count": int(count), "dtype": dtype,
-            "crs": crs, "transform": transform, "nodata": nodata, "tiled": True, "blockxsize": COG_BLOCK,
-            "blockysize": COG_BLOCK, "compress": "deflate", "zlevel": DEFLATE_LEVEL,
-            "predictor": 3 if np.dtype(dtype).kind == "f" else 2, "interleave": "pixel", "BIGTIFF": "IF_SAFER"}
+def cog_profile(width: int, height: int, count: int, dtype: str, crs, transform, nodata, *,
+                compress: bool = True) -> dict:
+    """The GTiff creation profile of a published raster: tiled, DEFLATE at :data:`DEFLATE_LEVEL`, predictor
+    (``compress=False``: the same tiles uncompressed)."""
+    profile = {"driver": "GTiff", "width": int(width), "height": int(height), "count": int(count), "dtype": dtype,
+               "crs": crs, "transform": transform, "nodata": nodata, "tiled": True, "blockxsize": COG_BLOCK,
+               "blockysize": COG_BLOCK, "interleave": "pixel", "BIGTIFF": "IF_SAFER"}
+    if compress:
+        profile.update(compress="deflate", zlevel=DEFLATE_LEVEL, predictor=3 if np.dtype(dtype).kind == "f" else 2)
+    return profile
 
 
 def halve(data: np.ndarray, resampling: str, nodata=None) -> np.ndarray:
@@ -100,12 +104,14 @@ class CogWriter:
     """
 
     def __init__(self, path: Path, grid, *, count: int, dtype: str, nodata, resampling: str = "average",
-                 descriptions=None, tags=None):
+                 descriptions=None, tags=None, compress: bool = True):
         self.path = Path(path)
         self.resampling = resampling
         self.nodata = nodata
+        # An uncompressed (intermediate) raster gets no streamed overviews; assemble() still can build them.
         self.factors = overview_factors(grid.width, grid.height)
-        profile = cog_profile(grid.width, grid.height, count, dtype, grid.crs, grid.transform, nodata)
+        profile = cog_profile(grid.width, grid.height, count, dtype, grid.crs, grid.transform, nodata,
+                              compress=compress)
         self._profile = profile
         self.dataset = rasterio.open(self.path, "w", **profile)
         if descriptions:
@@ -114,8 +120,8 @@ class CogWriter:
         if tags:
             self.dataset.update_tags(**{k: str(v) for k, v in tags.items()})
         self._levels: list = []
-        self.streamed = True
-        for f in self.factors:
+        self.streamed = compress
+        for f in (self.factors if compress else []):
             w, h = math.ceil(grid.width / f), math.ceil(grid.height / f)
             level = {**profile, "width": w, "height": h, "transform": grid.transform @ Affine.scale(f)}
             self._levels.append(rasterio.open(self.path.with_name(f"{self.path.stem}.ovr{f}.tif"), "w", **level))
@@ -148,16 +154,16 @@ class CogWriter:
             if not level.closed:
                 level.close()
 
-    def discard(self) -> None:
-        """Close and delete every file of this writer."""
-        self.close()
-        for level in self._levels:
-            Path(level.name).unlink(missing_ok=True)
-        self.path.unlink(missing_ok=True)
-
     def assemble(self, final: Path) -> Path:
         """Write the COG at ``final`` (no recompression) and delete the staged files."""
         self.close()
+        if "compress" not in self._profile:  # an intermediate raster published after all: let GDAL compress it
+            from rasterio.shutil import copy
+
+            copy(self.path, final, driver="COG", COMPRESS="DEFLATE", LEVEL=DEFLATE_LEVEL, BLOCKSIZE=COG_BLOCK,
+                 OVERVIEW_RESAMPLING=self.resampling.upper(), BIGTIFF="IF_SAFER")
+            self.path.unlink(missing_ok=True)
+            return final
         if self.streamed:
             overviews = [Path(level.name) for level in self._levels]
         else:
@@ -171,7 +177,7 @@ class CogWriter:
     def _build_overviews_with_gdal(self) -> None:
         if not self.factors:
             return
-        pred = str(self._profile["predictor"])
+        pred = str(self._profile.get("predictor", 1))
         with rasterio.Env(COMPRESS_OVERVIEW="DEFLATE", PREDICTOR_OVERVIEW=pred, ZLEVEL_OVERVIEW=str(DEFLATE_LEVEL),
                           GDAL_TIFF_OVR_BLOCKSIZE=str(COG_BLOCK), INTERLEAVE_OVERVIEW="PIXEL"):
             with rasterio.open(self.path, "r+") as dst:

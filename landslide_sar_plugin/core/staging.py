@@ -143,15 +143,21 @@ class StagedRaster:
     tiles, overviews streamed alongside); :meth:`to_cog` assembles the final
     file without recompressing.  :attr:`path` is the full-resolution staged
     GeoTIFF, readable by later passes once :meth:`close` d.
+
+    ``intermediate=True`` is for a raster that a later step reads and then
+    deletes (the 0/1 raster GDAL polygonises, a smoothed score): uncompressed
+    tiles and no overviews, since GDAL's polygonize reads it row by row and
+    decompressing a tile per row made tracing 10-100x slower than the raw file.
     """
 
     def __init__(self, staging: Path, name: str, grid: Grid, *, count: int, dtype: str, nodata,
-                 descriptions: list[str] | None = None, tags: dict | None = None, resampling: str = "average"):
+                 descriptions: list[str] | None = None, tags: dict | None = None, resampling: str = "average",
+                 intermediate: bool = False):
         self.name = name
         self.path = staging / f"{name}.stage.tif"
         self.resampling = resampling
         self._writer = CogWriter(self.path, grid, count=count, dtype=dtype, nodata=nodata, resampling=resampling,
-                                 descriptions=descriptions, tags=tags)
+                                 descriptions=descriptions, tags=tags, compress=not intermediate)
 
     def write(self, window: Window, data: np.ndarray) -> None:
         self._writer.write(window, data)

@@ -117,3 +117,21 @@ def test_overview_factors_stop_where_the_image_fits_one_tile():
     assert cog.overview_factors(513, 100) == [2]
     assert cog.overview_factors(8192, 8192) == [2, 4, 8, 16]
     assert cog.overview_factors(3842, 2346) == [2, 4, 8]
+
+
+def test_intermediate_raster_is_uncompressed_and_can_still_be_published(tmp_path):
+    """The 0/1 raster GDAL polygonises row by row stays uncompressed (tracing a compressed one was 10-100x slower)."""
+    from landslide_sar_plugin.core.staging import StagedRaster
+
+    data = (np.arange(600 * 700).reshape(600, 700) % 3 == 0).astype(np.uint8)
+    st_ = StagedRaster(tmp_path, "binary", _grid(600, 700), count=1, dtype="uint8", nodata=None, intermediate=True)
+    st_.write(Window(0, 0, 700, 600), data)
+    st_.close()
+    with rasterio.open(st_.path) as src:
+        assert src.compression is None and src.overviews(1) == []
+        np.testing.assert_array_equal(src.read(1), data)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["binary.stage.tif"]
+    out = st_.to_cog(tmp_path / "binary.tif")
+    _validate(out)
+    with rasterio.open(out) as src:
+        np.testing.assert_array_equal(src.read(1), data)
