@@ -134,7 +134,7 @@ def test_median_in_place_memory_does_not_grow_with_the_dates():
     peaks = {}
     for n in (4, 16):
         stack = rng.normal(-12, 3, (n, 256, 256)).astype(np.float32)
-        stack[rng.random(stack.shape) < 0.1] = np.nan
+        stack[0][rng.random((256, 256)) < 0.3] = np.nan  # the same share of incomplete pixels at any depth
         expected = composite.sort_nan_median(stack)
         tracemalloc.start()
         med, _ = composite.median_and_count(stack, overwrite_input=True)
