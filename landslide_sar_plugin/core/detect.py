@@ -425,7 +425,8 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
     stage = threshold_and_vectorise(
         staged["a_ratio"].path, staging, grid, spec, prog, tags=tags, synthetic=synthetic,
         empty_message="no valid A_ratio pixel is left after masking: the scenes may hold no data over the AOI, "
-                      "or the slope/curvature masks remove everything (try a lower --slope-min)")
+                      "or the slope/curvature masks remove everything (try a lower --slope-min)",
+        workers=params.workers)
     timings.update(stage.timings_s)
     staged.update(stage.rasters)
     thr, percentiles, features = stage.threshold, stage.percentiles, stage.features
