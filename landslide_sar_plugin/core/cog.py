@@ -36,8 +36,11 @@ from affine import Affine
 from rasterio.windows import Window
 
 COG_BLOCK = 512
-# DEFLATE level chosen by measurement (README, "Performance"): level 1 costs about half the time of the
-# default 6 on the engine's float rasters for files 0-3 % larger (speckled floats barely compress).
+# Chosen by measurement (tests/bench/bench_compression.py, README "Performance"): DEFLATE level 1 without
+# predictor takes 0.44-0.72x the CPU time of level 6 with the predictor (the old COG setting) for files
+# 1.8 % smaller (sample scene) to 3.5 % larger (speckled bench stacks): the floating-point predictor only
+# costs time on speckled ratios and makes smooth heatmaps larger. ZSTD 1 would be 4x faster still, but
+# not every GIS reads it; DEFLATE does.
 DEFLATE_LEVEL = 1
 
 _TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
@@ -59,13 +62,13 @@ def overview_factors(width: int, height: int, block: int = COG_BLOCK) -> list[in
 
 def cog_profile(width: int, height: int, count: int, dtype: str, crs, transform, nodata, *,
                 compress: bool = True) -> dict:
-    """The GTiff creation profile of a published raster: tiled, DEFLATE at :data:`DEFLATE_LEVEL`, predictor
+    """The GTiff creation profile of a published raster: tiled, DEFLATE at :data:`DEFLATE_LEVEL`, no predictor
     (``compress=False``: the same tiles uncompressed)."""
     profile = {"driver": "GTiff", "width": int(width), "height": int(height), "count": int(count), "dtype": dtype,
                "crs": crs, "transform": transform, "nodata": nodata, "tiled": True, "blockxsize": COG_BLOCK,
                "blockysize": COG_BLOCK, "interleave": "pixel", "BIGTIFF": "IF_SAFER"}
     if compress:
-        profile.update(compress="deflate", zlevel=DEFLATE_LEVEL, predictor=3 if np.dtype(dtype).kind == "f" else 2)
+        profile.update(compress="deflate", zlevel=DEFLATE_LEVEL)
     return profile
 
 
@@ -84,11 +87,14 @@ def halve(data: np.ndarray, resampling: str, nodata=None) -> np.ndarray:
     valid = np.isfinite(x)
     if nodata is not None and not np.isnan(nodata):
         valid &= x != nodata
-    shape = x.shape[:-2] + (x.shape[-2] // 2, 2, x.shape[-1] // 2, 2)
-    total = np.where(valid, x, 0).reshape(shape).sum(axis=(-3, -1), dtype=np.float64)
-    n = valid.reshape(shape).sum(axis=(-3, -1))
+    z = np.where(valid, x, x.dtype.type(0))
+    total = z[..., 0::2, :] + z[..., 1::2, :]  # pairwise sums on strided views: no reshape reduction
+    total = total[..., 0::2] + total[..., 1::2]
+    v = valid.view(np.uint8)
+    n = v[..., 0::2, :] + v[..., 1::2, :]
+    n = n[..., 0::2] + n[..., 1::2]
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = (total / n).astype(data.dtype)
+        out = (total / n).astype(data.dtype, copy=False)  # 0 / 0 = NaN where a cell has no valid value
     if nodata is not None and not np.isnan(nodata):
         out[n == 0] = nodata
     return out
@@ -177,8 +183,7 @@ class CogWriter:
     def _build_overviews_with_gdal(self) -> None:
         if not self.factors:
             return
-        pred = str(self._profile.get("predictor", 1))
-        with rasterio.Env(COMPRESS_OVERVIEW="DEFLATE", PREDICTOR_OVERVIEW=pred, ZLEVEL_OVERVIEW=str(DEFLATE_LEVEL),
+        with rasterio.Env(COMPRESS_OVERVIEW="DEFLATE", ZLEVEL_OVERVIEW=str(DEFLATE_LEVEL),
                           GDAL_TIFF_OVR_BLOCKSIZE=str(COG_BLOCK), INTERLEAVE_OVERVIEW="PIXEL"):
             with rasterio.open(self.path, "r+") as dst:
                 dst.build_overviews(self.factors, rasterio.enums.Resampling[self.resampling])

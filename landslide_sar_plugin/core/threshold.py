@@ -658,10 +658,14 @@ def zonal_stats_many(
     as labels (one GDAL call) and their finite values summed, counted and
     maximised with ``np.bincount`` / ``np.maximum.at``.  Pixels are selected by
     the same rule (pixel centre inside), so the statistics are those of the
-    per-polygon function (the mean up to float64 summation order).  Polygons
-    that overlap one another (never the case for the regions of one raster)
-    are detected per pixel and computed one by one instead.  ``values`` and
-    ``shape`` as in :func:`zonal_stats_for_polygon`.
+    per-polygon function (the mean up to float64 summation order).
+
+    Labels assume polygons do not overlap, as the regions of one raster never
+    do.  That is checked: a polygon whose labelled pixel count differs from
+    its area in pixels (one that lost pixels to an overlapping polygon, or
+    one not drawn on the pixel lattice) is computed one by one instead, so the
+    result is exact either way.  ``values`` and ``shape`` as in
+    :func:`zonal_stats_for_polygon`.
     """
     n = len(geometries)
     if n == 0:
@@ -674,9 +678,8 @@ def zonal_stats_many(
     boxes = np.array([_pixel_box(g, transform) for g in geometries], dtype=np.int64).reshape(n, 4)
     lo = boxes[:, :2].min(axis=0) if shape is None else np.maximum(boxes[:, :2].min(axis=0), 0)
     hi = boxes[:, 2:].max(axis=0) if shape is None else np.minimum(boxes[:, 2:].max(axis=0), shape)
-    sums, counts = np.zeros(n), np.zeros(n, np.int64)
+    sums, counts, labelled = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64)
     maxes = np.full(n, -np.inf)
-    alone = np.zeros(n, bool)  # polygons overlapping another: computed one by one
     # Blocks on the raster's own lattice (multiples of block_size), covering the polygons' extent only.
     for r in range(int(lo[0]) // block_size * block_size, int(hi[0]), block_size):
         for c in range(int(lo[1]) // block_size * block_size, int(hi[1]), block_size):
@@ -685,7 +688,11 @@ def zonal_stats_many(
             inside = np.flatnonzero((boxes[:, 0] < r1) & (boxes[:, 2] > r0) & (boxes[:, 1] < c1)
                                     & (boxes[:, 3] > c0))
             if inside.size:
-                _zonal_block(geometries, inside, values, transform, (r0, c0, r1, c1), sums, counts, maxes, alone)
+                _zonal_block(geometries, inside, values, transform, (r0, c0, r1, c1), sums, counts, maxes,
+                             labelled)
+    pixel_area = abs(transform.a * transform.e - transform.b * transform.d)
+    expected = np.array([polygon_area_m2(g) / pixel_area for g in geometries])
+    alone = np.abs(labelled - expected) > 1e-6 * np.maximum(expected, 1.0)
     out = []
     for i in range(n):
         if alone[i]:
@@ -697,7 +704,7 @@ def zonal_stats_many(
     return out
 
 
-def _zonal_block(geometries, inside, values, transform, box, sums, counts, maxes, alone) -> None:
+def _zonal_block(geometries, inside, values, transform, box, sums, counts, maxes, labelled) -> None:
     """Accumulate the statistics of polygons ``inside`` over one block ``box`` = (r0, c0, r1, c1)."""
     r0, c0, r1, c1 = box
     win = rio_windows.Window(c0, r0, c1 - c0, r1 - r0)
@@ -705,25 +712,14 @@ def _zonal_block(geometries, inside, values, transform, box, sums, counts, maxes
     data = np.asarray(data, dtype=np.float64)
     if data.shape != (r1 - r0, c1 - c0):
         raise ValueError(f"reader returned shape {data.shape} for window {win}, expected {(r1 - r0, c1 - c0)}")
-    block_transform = transform @ Affine.translation(c0, r0)
-    shapes = [(geometries[i], k + 1) for k, i in enumerate(inside)]
-    labels = rio_features.rasterize(shapes, out_shape=data.shape, transform=block_transform, fill=0,
-                                    dtype="int32")
-    if len(inside) > 1:
-        cover = rio_features.rasterize([(g, 1) for g, _ in shapes], out_shape=data.shape,
-                                       transform=block_transform, fill=0, dtype="uint16",
-                                       merge_alg=rio_features.MergeAlg.add)
-        if (cover > 1).any():  # overlapping polygons: pixel ownership is ambiguous, do those exactly
-            rows, cols = np.nonzero(cover > 1)
-            for i in inside:
-                b = _pixel_box(geometries[i], transform)
-                hit = (rows + r0 >= b[0]) & (rows + r0 < b[2]) & (cols + c0 >= b[1]) & (cols + c0 < b[3])
-                if hit.any():
-                    alone[i] = True
-    sel = (labels > 0) & np.isfinite(data)
+    labels = rio_features.rasterize([(geometries[i], k + 1) for k, i in enumerate(inside)], out_shape=data.shape,
+                                    transform=transform @ Affine.translation(c0, r0), fill=0, dtype="int32")
+    n = len(sums)
+    burnt = labels > 0
+    labelled += np.bincount(inside[labels[burnt] - 1], minlength=n)
+    sel = burnt & np.isfinite(data)
     idx = inside[labels[sel] - 1]
     vals = data[sel]
-    n = len(sums)
     sums += np.bincount(idx, weights=vals, minlength=n)
     counts += np.bincount(idx, minlength=n)
     np.maximum.at(maxes, idx, vals)

@@ -433,7 +433,7 @@ def test_zonal_stats_many_equals_one_polygon_at_a_time(seed, rows, cols, block):
     assert len(reads) <= -(-rows // block) * -(-cols // block)  # at most one read per block
 
 
-def test_zonal_stats_many_handles_overlapping_polygons_exactly():
+def test_zonal_stats_many_is_exact_for_overlapping_and_off_lattice_polygons():
     values = np.arange(100, dtype=float).reshape(10, 10)
 
     def square(r0, c0, r1, c1):
@@ -441,7 +441,10 @@ def test_zonal_stats_many_handles_overlapping_polygons_exactly():
         x1, y1 = T @ (c1, r1)
         return {"type": "Polygon", "coordinates": [[(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]]}
 
-    geoms = [square(0, 0, 5, 5), square(2, 2, 8, 8), square(8, 8, 10, 10)]
+    x0, y0 = T @ (5.3, 0.2)
+    diamond = {"type": "Polygon", "coordinates": [[(x0, y0), (x0 + 23, y0 - 21), (x0, y0 - 42), (x0 - 23, y0 - 21),
+                                                   (x0, y0)]]}  # off the pixel lattice, overlapping a square
+    geoms = [square(0, 0, 5, 5), square(2, 2, 8, 8), square(8, 8, 10, 10), diamond]
     for got, g in zip(threshold.zonal_stats_many(geoms, values, T), geoms):
         assert got == zonal_stats_for_polygon(g, values, T)
 
