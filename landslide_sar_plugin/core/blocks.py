@@ -14,7 +14,7 @@ would: the output does not depend on the number of workers.
 * numpy, scipy.ndimage and GDAL release the GIL in their heavy loops, so
   threads use the cores without the cost of copying blocks between processes.
 
-``workers=1`` runs everything in the calling thread (no pool), as before.
+``workers=1`` runs everything in the calling thread (no pool), unless ``threaded``.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def resolve_workers(workers: int | None) -> int:
 
 def map_blocks(items: Iterable[T], compute: Callable[[Any, T], R], *, workers: int,
                open_state: Callable[[], Any] = lambda: None, close_state: Callable[[Any], None] = lambda s: None,
-               in_flight: int | None = None) -> Iterator[R]:
+               in_flight: int | None = None, threaded: bool | None = None) -> Iterator[R]:
     """Yield ``compute(state, item)`` for every item, in order, computed by ``workers`` threads.
 
     ``open_state()`` is called once in each thread that computes (readers for
@@ -57,8 +57,10 @@ def map_blocks(items: Iterable[T], compute: Callable[[Any, T], R], *, workers: i
     iteration ends or is abandoned (close the generator, or use it in a
     ``with contextlib.closing(...)`` block, to end it early).  An exception in
     ``compute`` is raised here at that item's turn; the pool is then drained.
+    ``threaded`` (default: ``workers > 1``) set True with ``workers=1`` runs the
+    computations in one background thread, overlapping them with the caller's work.
     """
-    if workers <= 1:
+    if not (workers > 1 if threaded is None else threaded):
         yield from _serial(items, compute, open_state, close_state)
         return
     local = threading.local()
@@ -77,7 +79,7 @@ def map_blocks(items: Iterable[T], compute: Callable[[Any, T], R], *, workers: i
     ahead = in_flight or 2 * workers
     source = iter(items)
     pending: deque = deque()
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="landslide-block")
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="landslide-block")
     try:
         for item in source:
             pending.append(pool.submit(task, item))

@@ -85,3 +85,18 @@ def test_resolve_workers():
     assert blocks.resolve_workers(3) == 3
     with pytest.raises(ValueError, match="workers must be 0"):
         blocks.resolve_workers(-1)
+
+
+def test_one_background_worker_runs_off_the_calling_thread():
+    main = threading.get_ident()
+    seen = set()
+
+    def compute(state, item):
+        seen.add(threading.get_ident())
+        return item
+
+    assert list(blocks.map_blocks(range(5), compute, workers=1, threaded=True)) == list(range(5))
+    assert main not in seen and len(seen) == 1
+    seen.clear()
+    assert list(blocks.map_blocks(range(5), compute, workers=1)) == list(range(5))
+    assert seen == {main}

@@ -113,3 +113,23 @@ def test_workers_must_not_be_negative(event, tmp_path):
 
     with pytest.raises(DetectionError, match="workers must be 0"):
         run_detection(event / "scenes", event / "dem.tif", tmp_path / "x", _params(event, workers=-2))
+
+
+MODEL = Path(__file__).resolve().parents[2] / "landslide_sar_plugin" / "models" / "landslide_unet.onnx"
+
+
+def test_model_run_is_identical_for_any_workers_and_block_size(event, tmp_path):
+    """Composites built ahead in worker threads, blocks that own no tile (256 px tiles, 64 px blocks)."""
+    pytest.importorskip("onnxruntime")
+    from landslide_sar_plugin.core.detect_model import run_model_detection
+
+    outs = {}
+    for name, kw in {"serial": dict(workers=1, block_size=1024), "w2_b64": dict(workers=2, block_size=64),
+                     "w3_b96": dict(workers=3, block_size=96)}.items():
+        res = run_model_detection(event / "scenes", event / "dem.tif", tmp_path / name,
+                                  _params(event, curv_min=None, **kw), MODEL, prefer_gpu=False)
+        assert res.run_info["blending"]["tile_size"] == 256
+        outs[name] = _rasters(tmp_path / name)["probability.tif"]
+    assert np.isfinite(outs["serial"]).sum() > 10_000
+    for name in ("w2_b64", "w3_b96"):
+        np.testing.assert_array_equal(outs[name], outs["serial"], err_msg=name)
