@@ -116,6 +116,18 @@ def main(argv=None) -> int:
                       f"{n_polygons} candidate polygons (SYNTHETIC bench run), caching and parallel rendering on",
               "machine": machine, "goal_update_p95_ms": 100, "views": {}}
     values = [-1.0 + 5.0 * i / max(1, args.steps - 1) for i in range(args.steps)]
+    renders, refreshed, styled = [], [], []  # render starts, finished images, restyles (drag measurement)
+
+    def on_start():
+        renders.append(1)
+
+    def on_done():
+        refreshed.append(time.perf_counter())
+
+    def apply(v):
+        styled.append(time.perf_counter())
+        style_score_layer(ratio, v, -5.0, 5.0)
+
     for name, extent in views.items():
         set_view(extent)
         for v in values[:5]:  # warm-up: GDAL cache, overviews, the candidates' cached image
@@ -127,15 +139,11 @@ def main(argv=None) -> int:
             style_score_layer(ratio, v, -5.0, 5.0)
             wait_refresh()
             updates.append(time.perf_counter() - t0)
-        renders, refreshed, styled = [], [], []
-        on_start, on_done = (lambda: renders.append(1)), (lambda: refreshed.append(time.perf_counter()))
+        renders.clear()
+        refreshed.clear()
+        styled.clear()
         canvas.renderStarting.connect(on_start)
         canvas.mapCanvasRefreshed.connect(on_done)
-
-        def apply(v):
-            styled.append(time.perf_counter())
-            style_score_layer(ratio, v, -5.0, 5.0)
-
         finals, counts = [], []
         for d in range(args.drags):
             renders.clear()
