@@ -25,8 +25,9 @@ neutral value, but pixels where any input band is NaN, or that a
 layover/shadow mask flags, get a NaN probability (masked, not predicted).
 
 onnxruntime is imported lazily (:func:`.model.require_onnxruntime`); sessions
-are tuned for CPU (intra-op threads = cores, all graph optimisations,
-sequential execution) and use CUDA or DirectML when that provider is present.
+are tuned for CPU (intra-op threads = cores that sleep rather than spin when
+idle, all graph optimisations, sequential execution) and use CUDA or DirectML
+when that provider is present.
 """
 
 from __future__ import annotations
@@ -200,6 +201,10 @@ def session_options(threads: int | None = None):
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3  # errors only (the opset warning of new exporters is noise here)
+    # Idle intra-op threads sleep instead of spinning: spinning burnt the core that the next block's
+    # composites are built on (measured on the 2346 x 3842 U-Net run: 22-24 s instead of 35-37 s, CPU
+    # 21 s instead of 30 s), and the one QGIS draws the map with.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return so
 
 
