@@ -38,9 +38,8 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from . import catalog as cat
-from . import composite, terrain
+from . import composite
 from .blocks import map_blocks, resolve_workers
-from .candidates import ThresholdSpec, threshold_and_vectorise
 from .grid import Aoi, Grid, GridError, RasterOnGrid, footprint, grid_from_bounds, overlap_fraction
 from .staging import (  # noqa: F401 (Cancelled and DetectionError are part of this module's API)
     CancelFn,
@@ -380,6 +379,11 @@ def run_detection(
 def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectParams, catalog: cat.Catalog,
                 selection: cat.StackSelection, grid: Grid, warnings: list[str], timings: dict,
                 prog: Progress) -> DetectResult:
+    # Imported here, not at the top: DetectParams (the CLI's --help, Processing's parameter declarations at
+    # plugin start-up) then loads no scipy.
+    from . import terrain
+    from .candidates import ThresholdSpec, threshold_and_vectorise
+
     px = grid.pixel_size
     tracks = selection.tracks()
     passes = selection.passes()
@@ -536,6 +540,8 @@ class _Pass1:
 
 def _track_composites(ctx: _Pass1, readers: _Pass1Readers, window: Window, track) -> tuple[np.ndarray, dict]:
     """The ratio of one track (polarisations averaged) and its per-role valid-image counts, on ``window``."""
+    from . import terrain
+
     params, px, halo = ctx.params, ctx.grid.pixel_size, ctx.speckle_halo
     rows, cols = int(window.height) + 2 * halo, int(window.width) + 2 * halo
     pol_ratios, counts = [], {}
@@ -557,6 +563,8 @@ def _track_composites(ctx: _Pass1, readers: _Pass1Readers, window: Window, track
 
 def _pass1_block(window: Window, ctx: _Pass1, readers: _Pass1Readers) -> dict[str, np.ndarray]:
     """Composites, ratios, counts and the terrain mask of one block: ``{raster key: array}``."""
+    from . import terrain
+
     params, grid = ctx.params, ctx.grid
     rows, cols = int(window.height), int(window.width)
     dem_block = readers.dem.read(window)
