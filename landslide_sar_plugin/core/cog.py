@@ -283,7 +283,8 @@ def _layout_ifds(ifds: list[_Ifd], start: int, big: bool, tile_offsets: list[lis
         block = struct.pack("<Q" if big else "<H", n) + b"".join(entries) + struct.pack("<Q" if big else "<I", nxt)
         block += b"\0" * (_align(head, 8) - head)
         blob = block + b"".join(externals)
-        assert len(blob) == sizes[k]
+        if len(blob) != sizes[k]:  # the offsets written above assumed this size
+            raise RuntimeError(f"TIFF directory {k} is {len(blob)} bytes, {sizes[k]} were laid out")
         blobs.append(blob)
         pos += sizes[k]
     return b"".join(blobs)
