@@ -326,24 +326,9 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
               "ORBIT_PASSES": ",".join(passes),
               "DEFINITION": "tiled ONNX inference with cosine-blended overlaps; tracks then passes averaged; "
                             "NaN = no data, layover/shadow, water or outside the AOI"})}
-    n_blocks = n_block_plans(grid.height, grid.width, params.block_size)
-    caches = {t: TileCache() for t in tracks}
     prog.stage(0.02, 0.75)
-    # Composites of the next block are built in worker threads while this thread runs the model on the
-    # current one. onnxruntime already uses every core, so half of them build composites, each one block
-    # ahead (memory: a few blocks' composites, whatever the grid size).
-    cores = resolve_workers(params.workers)
-    builders = max(1, cores // 2)
-    inputs = map_blocks(block_plans(grid.height, grid.width, model.tile, model.overlap, params.block_size),
-                        ctx.compute, workers=builders, open_state=ctx.open_readers, close_state=_ModelReaders.close,
-                        in_flight=builders, threaded=cores > 1)
     try:
-        with contextlib.closing(inputs):
-            for i, (plan, block_inputs) in enumerate(inputs):
-                prog(i / n_blocks, f"model inference: block {i + 1} of {n_blocks}")
-                prob = _model_block(plan, grid, tracks, block_inputs, model, caches, prog, i, n_blocks)
-                staged["probability"].write(plan.core, prob)
-        prog(1.0, "model inference done")
+        _infer_blocks(ctx, model, staged["probability"], prog)
     finally:
         for raster in staged.values():
             raster.close()
@@ -392,6 +377,29 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
     return ModelDetectResult(out, final_files, stage.threshold, len(stage.features), stage.percentiles, grid,
                              selection, prep.warnings, {}, synthetic, run_info, model=info, provider=model.provider,
                              passes_used=passes)
+
+
+def _infer_blocks(ctx: _ModelPass, model: TiledModel, out: StagedRaster, prog: Progress) -> None:
+    """The model over every block, its probabilities written into ``out`` in block order.
+
+    The composites of the next block are built in worker threads while this
+    thread runs the model on the current one.  onnxruntime already uses every
+    core, so half of them build composites, each one block ahead (memory: a
+    few blocks' composites, whatever the grid size).
+    """
+    grid, params, tracks = ctx.grid, ctx.params, ctx.tracks
+    n_blocks = n_block_plans(grid.height, grid.width, params.block_size)
+    caches = {t: TileCache() for t in tracks}
+    cores = resolve_workers(params.workers)
+    builders = max(1, cores // 2)
+    inputs = map_blocks(block_plans(grid.height, grid.width, model.tile, model.overlap, params.block_size),
+                        ctx.compute, workers=builders, open_state=ctx.open_readers, close_state=_ModelReaders.close,
+                        in_flight=builders, threaded=cores > 1)
+    with contextlib.closing(inputs):
+        for i, (plan, block_inputs) in enumerate(inputs):
+            prog(i / n_blocks, f"model inference: block {i + 1} of {n_blocks}")
+            out.write(plan.core, _model_block(plan, grid, tracks, block_inputs, model, caches, prog, i, n_blocks))
+    prog(1.0, "model inference done")
 
 
 @dataclass

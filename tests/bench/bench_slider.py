@@ -61,6 +61,104 @@ def stats_ms(values) -> dict:
             "max": round(1000 * max(values), 1), "n": len(values)}
 
 
+class CanvasBench:
+    """A QgsMapCanvas showing the run's candidates above its ratio, and the two measurements."""
+
+    def __init__(self, app, out: Path):
+        from qgis.gui import QgsMapCanvas
+        from qgis.PyQt.QtCore import QSize
+
+        from landslide_sar_plugin.gui.layers import load_run_layers
+
+        self.app = app
+        files = {"a_ratio": out / "a_ratio.tif", "candidates": out / "candidates.gpkg"}
+        layers = load_run_layers(files, "bench", threshold=1.25, vmin=-5.0, vmax=5.0)
+        self.ratio, self.candidates = layers["a_ratio"], layers["candidates"]
+        self.canvas = canvas = QgsMapCanvas()
+        canvas.setCachingEnabled(True)  # QGIS's defaults: render caching and parallel rendering
+        canvas.setParallelRenderingEnabled(True)
+        canvas.resize(QSize(1200, 900))
+        canvas.show()
+        canvas.setDestinationCrs(self.ratio.crs())
+        canvas.setLayers([self.candidates, self.ratio])
+        self.renders, self.refreshed, self.styled = [], [], []  # render starts, finished images, restyles
+
+    def views(self) -> dict:
+        from qgis.core import QgsRectangle
+
+        full = self.ratio.extent()
+        cx, cy = full.center().x(), full.center().y()
+        px = self.ratio.rasterUnitsPerPixelX()
+        return {"whole_layer": full,
+                "zoom_1to1": QgsRectangle(cx - 600 * px, cy - 450 * px, cx + 600 * px, cy + 450 * px)}
+
+    def wait_refresh(self, timeout_ms: int = 10_000) -> None:
+        from qgis.PyQt.QtCore import QEventLoop, QTimer
+
+        loop = QEventLoop()
+        self.canvas.mapCanvasRefreshed.connect(loop.quit)
+        QTimer.singleShot(timeout_ms, loop.quit)
+        loop.exec()
+        self.canvas.mapCanvasRefreshed.disconnect(loop.quit)
+
+    def restyle(self, value: float) -> None:
+        from landslide_sar_plugin.gui.layers import style_score_layer
+
+        self.styled.append(time.perf_counter())
+        style_score_layer(self.ratio, value, -5.0, 5.0)
+
+    def updates(self, extent, values) -> list[float]:
+        """Seconds from each restyle to the new image on the canvas (after warm-up renders)."""
+        self.canvas.setExtent(extent)
+        self.canvas.refresh()
+        self.wait_refresh()
+        for v in values[:5]:  # warm-up: GDAL cache, overviews, the candidates' cached image
+            self.restyle(v)
+            self.wait_refresh()
+        out = []
+        for v in values:
+            t0 = time.perf_counter()
+            self.restyle(v)
+            self.wait_refresh()
+            out.append(time.perf_counter() - t0)
+        return out
+
+    def drag(self, offset: float) -> tuple[float, int]:
+        """A 30-value drag at 60 Hz through the dock's debounce: (last move -> final image s, renders)."""
+        from landslide_sar_plugin.gui.debounce import Debouncer
+
+        self.renders.clear()
+        debounce = Debouncer(self.restyle, 40)
+        for k in range(30):
+            debounce(0.5 + 0.1 * k + offset)
+            step_end = time.perf_counter() + 1 / 60
+            while time.perf_counter() < step_end:
+                self.app.processEvents()
+        t_last = time.perf_counter()
+        deadline = t_last + 10
+        # done when the trailing restyle has happened and a render finished after it
+        while time.perf_counter() < deadline and (debounce._timer.isActive() or self.canvas.isDrawing()
+                                                  or not self.refreshed or self.refreshed[-1] < self.styled[-1]):
+            self.app.processEvents()
+        return self.refreshed[-1] - t_last, len(self.renders)
+
+    def drags(self, n: int) -> tuple[list[float], list[int]]:
+        def on_start():
+            self.renders.append(1)
+
+        def on_done():
+            self.refreshed.append(time.perf_counter())
+
+        self.canvas.renderStarting.connect(on_start)
+        self.canvas.mapCanvasRefreshed.connect(on_done)
+        try:
+            results = [self.drag(0.01 * d) for d in range(n)]
+        finally:
+            self.canvas.renderStarting.disconnect(on_start)
+            self.canvas.mapCanvasRefreshed.disconnect(on_done)
+        return [r[0] for r in results], [r[1] for r in results]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=benchlib.ROOT / "bench" / "slider.json")
@@ -73,96 +171,19 @@ def main(argv=None) -> int:
     machine = benchlib.machine_info()
     out = run_outputs(args.work, args.size)
 
-    from qgis.core import QgsApplication, QgsProject, QgsRectangle
-    from qgis.gui import QgsMapCanvas
-    from qgis.PyQt.QtCore import QEventLoop, QSize, QTimer
+    from qgis.core import QgsApplication, QgsProject
 
     app = QgsApplication([], True)
     app.setPrefixPath("/usr", True)
     app.initQgis()
-    from landslide_sar_plugin.gui.debounce import Debouncer
-    from landslide_sar_plugin.gui.layers import load_run_layers, style_score_layer
-
-    files = {"a_ratio": out / "a_ratio.tif", "candidates": out / "candidates.gpkg"}
-    layers = load_run_layers(files, "bench", threshold=1.25, vmin=-5.0, vmax=5.0)
-    ratio, candidates = layers["a_ratio"], layers["candidates"]
-    canvas = QgsMapCanvas()
-    canvas.setCachingEnabled(True)  # QGIS's defaults: render caching and parallel rendering
-    canvas.setParallelRenderingEnabled(True)
-    canvas.resize(QSize(1200, 900))
-    canvas.show()
-    canvas.setDestinationCrs(ratio.crs())
-    canvas.setLayers([candidates, ratio])
-    n_polygons = candidates.featureCount()
-
-    def wait_refresh(timeout_ms=10_000) -> None:
-        loop = QEventLoop()
-        canvas.mapCanvasRefreshed.connect(loop.quit)
-        QTimer.singleShot(timeout_ms, loop.quit)
-        loop.exec()
-        canvas.mapCanvasRefreshed.disconnect(loop.quit)
-
-    def set_view(extent: QgsRectangle) -> None:
-        canvas.setExtent(extent)
-        canvas.refresh()
-        wait_refresh()
-
-    full = ratio.extent()
-    cx, cy = full.center().x(), full.center().y()
-    px = ratio.rasterUnitsPerPixelX()
-    views = {"whole_layer": full,
-             "zoom_1to1": QgsRectangle(cx - 600 * px, cy - 450 * px, cx + 600 * px, cy + 450 * px)}
+    bench = CanvasBench(app, out)
     report = {"what": f"threshold slider on a QgsMapCanvas 1200x900 with a {args.size}^2 A_ratio COG and "
-                      f"{n_polygons} candidate polygons (SYNTHETIC bench run), caching and parallel rendering on",
-              "machine": machine, "goal_update_p95_ms": 100, "views": {}}
+                      f"{bench.candidates.featureCount()} candidate polygons (SYNTHETIC bench run), caching and "
+                      "parallel rendering on", "machine": machine, "goal_update_p95_ms": 100, "views": {}}
     values = [-1.0 + 5.0 * i / max(1, args.steps - 1) for i in range(args.steps)]
-    renders, refreshed, styled = [], [], []  # render starts, finished images, restyles (drag measurement)
-
-    def on_start():
-        renders.append(1)
-
-    def on_done():
-        refreshed.append(time.perf_counter())
-
-    def apply(v):
-        styled.append(time.perf_counter())
-        style_score_layer(ratio, v, -5.0, 5.0)
-
-    for name, extent in views.items():
-        set_view(extent)
-        for v in values[:5]:  # warm-up: GDAL cache, overviews, the candidates' cached image
-            style_score_layer(ratio, v, -5.0, 5.0)
-            wait_refresh()
-        updates = []
-        for v in values:
-            t0 = time.perf_counter()
-            style_score_layer(ratio, v, -5.0, 5.0)
-            wait_refresh()
-            updates.append(time.perf_counter() - t0)
-        renders.clear()
-        refreshed.clear()
-        styled.clear()
-        canvas.renderStarting.connect(on_start)
-        canvas.mapCanvasRefreshed.connect(on_done)
-        finals, counts = [], []
-        for d in range(args.drags):
-            renders.clear()
-            debounce = Debouncer(apply, 40)
-            for k in range(30):  # 30 slider values at 60 Hz
-                debounce(0.5 + 0.1 * k + 0.01 * d)
-                step_end = time.perf_counter() + 1 / 60
-                while time.perf_counter() < step_end:
-                    app.processEvents()
-            t_last = time.perf_counter()
-            deadline = t_last + 10
-            # done when the trailing restyle has happened and a render finished after it
-            while time.perf_counter() < deadline and (debounce._timer.isActive() or canvas.isDrawing()
-                                                      or not refreshed or refreshed[-1] < styled[-1]):
-                app.processEvents()
-            finals.append(refreshed[-1] - t_last)
-            counts.append(len(renders))
-        canvas.renderStarting.disconnect(on_start)
-        canvas.mapCanvasRefreshed.disconnect(on_done)
+    for name, extent in bench.views().items():
+        updates = bench.updates(extent, values)
+        finals, counts = bench.drags(args.drags)
         report["views"][name] = {"update_ms": stats_ms(updates),
                                  "drag_last_move_to_final_image_ms": stats_ms(finals),
                                  "drag_renders_started_for_30_moves": statistics.median(counts),
