@@ -14,13 +14,16 @@ SAMPLE_EVENT := 2018-09-05T18:07:59Z
 OUT ?= out/demo
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: help setup demo test test-unit test-qgis bench bench-real tune-defaults package lint sample calibration screenshot train-demo clean
+.PHONY: help setup demo test test-unit test-qgis bench bench-engine bench-unet bench-unet-accuracy bench-slider \
+	bench-startup bench-compression bench-inference bench-baseline bench-real tune-defaults package lint sample \
+	calibration screenshot train-demo clean
 
 help:
 	@echo "make demo     install what is missing, detect landslides on the synthetic sample scene"
 	@echo "make test     install what is missing, run the whole test suite"
 	@echo "make setup    install QGIS (Debian) if needed and the Python packages into $(VENV)"
-	@echo "make bench    run the benchmarks, write JSON reports in bench/"
+	@echo "make bench    run the benchmarks, write JSON reports in bench/ (BASELINE=<commit> compares against it)"
+	@echo "make bench-engine | bench-unet | bench-slider | bench-startup | bench-compression | bench-unet-accuracy"
 	@echo "make bench-real  real-background benchmark (real OPERA stacks, imprinted slides), bench/real.json"
 	@echo "make package  build the plugin zip for the QGIS plugin repository (dist/)"
 	@echo "make lint     ruff on everything, bandit on the plugin package"
@@ -60,10 +63,39 @@ test-unit: setup
 test-qgis: setup
 	$(PY) -m pytest tests/qgis $(PYTEST_ARGS)
 
-bench: setup
-	$(PY) tests/bench/bench_engine.py --out bench/report.json
+# BASELINE=<commit> (e.g. the commit a change started from) is exported into bench/baseline-<commit> and run
+# in the same, interleaved benchmark (engine, U-Net): speed-ups are ratios measured within one run.
+BASELINE ?=
+BASELINE_DIR := bench/baseline-$(BASELINE)
+BASELINE_ARG := $(if $(BASELINE),--baseline-root $(BASELINE_DIR),)
+REPEATS ?= 3
+
+bench: bench-startup bench-compression bench-slider bench-unet bench-engine
+
+bench-baseline:
+	@if [ -n "$(BASELINE)" ] && [ ! -d "$(BASELINE_DIR)" ]; then \
+	  mkdir -p $(BASELINE_DIR) && git archive $(BASELINE) | tar -x -C $(BASELINE_DIR); fi
+
+bench-engine: setup bench-baseline
+	$(PY) tests/bench/bench_engine.py --out bench/report.json --repeats $(REPEATS) $(BASELINE_ARG)
+
+bench-unet: setup bench-baseline
+	$(PY) tests/bench/bench_unet.py --out bench/unet.json --repeats $(REPEATS) $(BASELINE_ARG)
+
+bench-unet-accuracy: setup
+	$(PY) tests/bench/bench_unet_accuracy.py --out bench/unet_accuracy.json --int8
+
+bench-slider: setup
 	$(PY) tests/bench/bench_slider.py --out bench/slider.json
-	$(PY) tests/bench/bench_inference.py --out bench/inference.json --int8
+
+bench-startup: setup
+	$(PY) tests/bench/bench_startup.py --out bench/startup.json
+
+bench-compression: setup
+	$(PY) tests/bench/bench_compression.py --out bench/compression.json
+
+bench-inference: setup
+	$(PY) tests/bench/bench_inference.py --out bench/inference.json
 
 # Needs the real stacks: ../shared/realdata (beside the clone in CI) or REAL=DIR.
 REAL ?= ../shared/realdata/opera_rtc_s1_california_t137

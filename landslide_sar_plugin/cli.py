@@ -26,7 +26,20 @@ class CommandError(Exception):
     """A failure the user can fix; printed as one line without a traceback."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen_command(argv: list[str] | None) -> str | None:
+    """The sub-command named on the command line (the first word that is one), if any."""
+    for word in sys.argv[1:] if argv is None else argv:
+        if word in COMMAND_MODULES:
+            return word
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv`` naming a command, only that command's module is imported.
+
+    ``detect --help`` then loads neither the simulator nor the metrics (start-up
+    stays near a bare Python's); without a command every sub-command is listed.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m landslide_sar_plugin",
         description="Landslide SAR mapper: candidate landslides from Sentinel-1 backscatter change.",
@@ -34,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    chosen = _chosen_command(argv)
+    for name in (chosen,) if chosen else COMMAND_MODULES:
         module = importlib.import_module(f"{__package__}.commands.{name}")
         cmd = sub.add_parser(
             module.NAME,
@@ -60,10 +74,10 @@ class _CurrentStderrHandler(logging.StreamHandler):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .core.staging import Terminated, signals_raise
-
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
+    from .core.staging import Terminated, signals_raise  # after --help: it imports rasterio
+
     handler = _CurrentStderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     package_log = logging.getLogger(__package__)

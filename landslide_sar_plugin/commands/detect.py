@@ -101,6 +101,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     me.add_argument("--model-threshold", type=float, metavar="P",
                     help="probability threshold for the model's candidates (default: the model's own)")
     me.add_argument("--cpu", action="store_true", help="run the model on the CPU even when a GPU provider exists")
+    me.add_argument("--model-tiles", choices=("large", "model"), default="large",
+                    help="large: 256 px inference tiles for a fully convolutional model (faster; matches untiled "
+                         "inference at tile borders); model: the tile size the model declares")
 
     st = parser.add_argument_group("stacks")
     st.add_argument("--pre-days", type=float, default=default("pre_days"),
@@ -130,6 +133,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     gr.add_argument("--crs", help="output CRS (default: the scenes' projected CRS, else the UTM zone of the AOI)")
     gr.add_argument("--block-size", type=int, default=default("block_size"), metavar="PX",
                     help="processing block edge in pixels (memory grows with its square and the stack depth)")
+    gr.add_argument("--workers", type=int, default=default("workers"), metavar="N",
+                    help="worker threads over the blocks (0 = every available core; 1 = no parallelism); "
+                         "the output does not depend on it")
 
     te = parser.add_argument_group("terrain masks")
     te.add_argument("--slope-min", type=_none_or_float, default=default("slope_min_deg"), metavar="DEG",
@@ -225,6 +231,7 @@ def params_from_args(args):
         heatmap_radius_m=args.heatmap_radius,
         event_id=args.event_id,
         block_size=args.block_size,
+        workers=args.workers,
     )
 
 
@@ -330,13 +337,13 @@ def run(args) -> int:
 
             results = [("model", run_model_detection(
                 args.scenes, args.dem, out, params, model_path, progress=bar, threshold=args.model_threshold,
-                prefer_gpu=not args.cpu, finalize=_extras(args, "model")))]
+                prefer_gpu=not args.cpu, tiling=args.model_tiles, finalize=_extras(args, "model")))]
         else:
             from ..core.detect_model import run_both_detection
 
             a_res, m_res, agreement = run_both_detection(
                 args.scenes, args.dem, out, params, model_path, progress=bar, threshold=args.model_threshold,
-                prefer_gpu=not args.cpu, finalize_a_ratio=_extras(args, "a_ratio"),
+                prefer_gpu=not args.cpu, tiling=args.model_tiles, finalize_a_ratio=_extras(args, "a_ratio"),
                 finalize_model=_extras(args, "model"))
             results = [("a_ratio", a_res), ("model", m_res)]
     except (DetectionError, ValueError) as exc:  # ModelError is a ValueError

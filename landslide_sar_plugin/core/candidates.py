@@ -10,6 +10,7 @@ computed in bounded memory, and the polygons are traced by GDAL from a staged
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import time
@@ -20,6 +21,7 @@ import numpy as np
 import rasterio
 
 from . import terrain, threshold
+from .blocks import map_blocks, resolve_workers
 from .gpkg import write_features
 from .grid import Grid, RasterOnGrid
 from .staging import (
@@ -128,8 +130,11 @@ def grid_of(path: str | Path) -> Grid:
 
 def threshold_and_vectorise(score_path: Path, staging: Path, grid: Grid, spec: ThresholdSpec, prog: Progress, *,
                             tags: dict | None = None, synthetic: bool = False,
-                            empty_message: str = "the score raster holds no valid pixel") -> CandidateStage:
+                            empty_message: str = "the score raster holds no valid pixel",
+                            workers: int | None = None) -> CandidateStage:
     """Threshold ``score_path`` (on ``grid``) and write exceedance, heatmap and candidates into ``staging``.
+
+    ``workers`` threads compute the exceedance/heatmap blocks (default: every core; see :mod:`.blocks`).
 
     The returned rasters are still staged (convert them with ``to_cog``).
     Progress: 0-0.3 threshold, 0.3-0.8 exceedance/heatmap, 0.8-1 polygons.
@@ -181,22 +186,20 @@ def threshold_and_vectorise(score_path: Path, staging: Path, grid: Grid, spec: T
                                 tags={**tags, "RADIUS_M": spec.heatmap_radius_m, "THRESHOLD": f"{thr:.6f}"}),
     }
     # A 0/1 copy without nodata for polygonising: GDAL then traces only the exceedance regions.
-    binary = StagedRaster(staging, "exceed_binary", grid, count=1, dtype="uint8", nodata=None)
+    binary = StagedRaster(staging, "exceed_binary", grid, count=1, dtype="uint8", nodata=None, intermediate=True)
     halo = threshold.heatmap_halo_px(spec.heatmap_radius_m, px)
+    n_blocks = grid.n_blocks(spec.block_size)
+    blocks = map_blocks(grid.blocks(spec.block_size),
+                        lambda reader, window: (window, _exceedance_block(reader, window, thr, spec, px, halo)),
+                        workers=resolve_workers(workers), close_state=lambda reader: reader.close(),
+                        open_state=lambda: RasterOnGrid(work_path, 1, grid, halo=halo))
     try:
-        with RasterOnGrid(work_path, 1, grid, halo=halo) as reader:
-            n_blocks = grid.n_blocks(spec.block_size)
-            for i, window in enumerate(grid.blocks(spec.block_size)):
+        with contextlib.closing(blocks):
+            for i, (window, (code, exceed, heat)) in enumerate(blocks):
                 prog(0.3 + 0.5 * i / n_blocks, f"exceedance and heatmap: block {i + 1} of {n_blocks}")
-                score = reader.read(window)
-                valid = np.isfinite(score)
-                exceed = threshold.exceedance(score, thr)
-                heat = threshold.density_heatmap(exceed, valid, spec.heatmap_radius_m, px)
-                core_exceed, core_valid = crop(exceed, halo), crop(valid, halo)
-                rasters["exceedance"].write(window, np.where(core_valid, core_exceed.astype(np.uint8),
-                                                             np.uint8(255)).astype(np.uint8))
-                binary.write(window, (core_exceed & core_valid).astype(np.uint8))
-                rasters["heatmap"].write(window, crop(heat, halo).astype(np.float32))
+                rasters["exceedance"].write(window, code)
+                binary.write(window, exceed)
+                rasters["heatmap"].write(window, heat)
     finally:
         for r in (*rasters.values(), binary):
             r.close()
@@ -222,7 +225,8 @@ def _smoothed(score_path: Path, staging: Path, grid: Grid, spec: ThresholdSpec, 
     px = grid.pixel_size
     radius = spec.smooth_radius_m or 2 * spec.smooth_sigma_m
     halo = terrain.halo_px(spec.smooth_sigma_m, radius, px, op="smooth")
-    out = StagedRaster(staging, "score_smoothed", grid, count=1, dtype="float32", nodata=float("nan"))
+    out = StagedRaster(staging, "score_smoothed", grid, count=1, dtype="float32", nodata=float("nan"),
+                       intermediate=True)
     try:
         with RasterOnGrid(score_path, 1, grid, halo=halo) as reader:
             n_blocks = grid.n_blocks(spec.block_size)
@@ -235,6 +239,17 @@ def _smoothed(score_path: Path, staging: Path, grid: Grid, spec: ThresholdSpec, 
     finally:
         out.close()
     return out
+
+
+def _exceedance_block(reader: RasterOnGrid, window, thr: float, spec: ThresholdSpec, px: float, halo: int):
+    """One block of pass 2: (exceedance code 0/1/255, the 0/1 raster to polygonise, the heatmap)."""
+    score = reader.read(window)
+    valid = np.isfinite(score)
+    exceed = threshold.exceedance(score, thr)
+    heat = threshold.density_heatmap(exceed, valid, spec.heatmap_radius_m, px)
+    core_exceed, core_valid = crop(exceed, halo), crop(valid, halo)
+    code = np.where(core_valid, core_exceed.astype(np.uint8), np.uint8(255)).astype(np.uint8)
+    return code, (core_exceed & core_valid).astype(np.uint8), crop(heat, halo).astype(np.float32)
 
 
 def _polygons(binary_path: Path, score_path: Path, grid: Grid, spec: ThresholdSpec, thr: float) -> list:

@@ -38,8 +38,8 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from . import catalog as cat
-from . import composite, detrend, terrain
-from .candidates import ThresholdSpec, threshold_and_vectorise
+from . import composite
+from .blocks import map_blocks, resolve_workers
 from .grid import (
     Aoi,
     Grid,
@@ -110,6 +110,8 @@ class DetectParams:
     heatmap_radius_m: float = 100.0
     event_id: str = ""
     block_size: int = 1024
+    workers: int = 0  # worker threads over the blocks; 0 = every available core (a QGIS user may keep one free)
+    pass_rasters: bool = True  # also write a_ratio_<pass>.tif and counts.tif
 
     def __post_init__(self) -> None:
         for sigma, radius in (("speckle_sigma_m", "speckle_radius_m"), ("ratio_sigma_m", "ratio_radius_m")):
@@ -144,6 +146,8 @@ class DetectParams:
                 raise DetectionError(f"{name.replace('_', '-')} must not be negative")
         if self.block_size < 64:
             raise DetectionError("the block size must be at least 64 pixels")
+        if self.workers < 0:
+            raise DetectionError(f"workers must be 0 (every core) or a positive number of threads, not {self.workers}")
 
     def polarisations(self) -> tuple[str, ...]:
         """The polarisations the ratio uses (``auto`` asks for both; :func:`resolve_polarisation` settles it)."""
@@ -530,6 +534,11 @@ def run_detection(
 def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectParams, catalog: cat.Catalog,
                 selection: cat.StackSelection, grid: Grid, warnings: list[str], timings: dict,
                 prog: Progress) -> DetectResult:
+    # Imported here, not at the top: DetectParams (the CLI's --help, Processing's parameter declarations at
+    # plugin start-up) then loads no scipy.
+    from . import terrain
+    from .candidates import ThresholdSpec, threshold_and_vectorise
+
     px = grid.pixel_size
     tracks = selection.tracks()
     passes = selection.passes()
@@ -545,50 +554,23 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
     dem_halo = max(curv_halo, 1)
     speckle_halo = (terrain.halo_px(params.speckle_sigma_m, params.speckle_radius_m, px, op="smooth")
                     if params.speckle_sigma_m > 0 else 0)
-    readers: dict[str, RasterOnGrid] = {}
-    staged: dict[str, StagedRaster] = {}
+    ctx = _Pass1(grid, params, tracks, passes, group_of, dem, dem_halo, speckle_halo, selection)
+    staged = _pass1_rasters(staging, grid, params, passes, tags)
+    n_blocks = grid.n_blocks(params.block_size)
+    prog.stage(0.02, 0.70)
+    blocks = map_blocks(grid.blocks(params.block_size), ctx.compute, workers=resolve_workers(params.workers),
+                        open_state=ctx.open_readers, close_state=_Pass1Readers.close)
     try:
-        dem_reader = RasterOnGrid(dem, 1, grid, halo=dem_halo)
-        water_reader = (RasterOnGrid(params.water_mask, 1, grid, resampling=Resampling.nearest)
-                        if params.water_mask else None)
-        stack_refs = open_stack_readers(selection, tracks, params.polarisations(), grid, readers,
-                                        halo=speckle_halo)
-        count_bands = [f"{p.lower()}_{role}" for p in passes for role in ("pre", "post")]
-        staged["a_ratio"] = StagedRaster(
-            staging, "a_ratio", grid, count=1, dtype="float32", nodata=float("nan"),
-            descriptions=[f"A_ratio {params.polarisation} dB (pre - post), masked"],
-            tags={**tags, "UNITS": "dB", "DEFINITION": "pre-event median minus post-event median, "
-                  "passes averaged, terrain-masked; positive = backscatter dropped"})
-        for p in passes:
-            staged[f"a_ratio_{p.lower()}"] = StagedRaster(
-                staging, f"a_ratio_{p.lower()}", grid, count=1, dtype="float32", nodata=float("nan"),
-                descriptions=[f"A_ratio {p.lower()} {params.polarisation} dB (pre - post), unmasked"],
-                tags={**tags, "UNITS": "dB", "ORBIT_PASS": p})
-        staged["counts"] = StagedRaster(staging, "counts", grid, count=len(count_bands), dtype="uint16",
-                                         nodata=None, descriptions=count_bands,
-                                         tags={**tags, "DEFINITION": "valid images per pixel in each stack"},
-                                         resampling="nearest")
-        staged["mask"] = StagedRaster(
-            staging, "mask", grid, count=1, dtype="uint8", nodata=None, descriptions=["terrain mask code"],
-            tags={**tags, "CODES": "0 kept; bit flags: 1 no data, 2 slope below minimum, 4 curvature below "
-                  "minimum (convex), 8 water, 16 outside AOI"}, resampling="nearest")
-
-        n_blocks = grid.n_blocks(params.block_size)
-        prog.stage(0.02, 0.70)
-        for i, window in enumerate(grid.blocks(params.block_size)):
-            prog(i / n_blocks, f"composites and ratio: block {i + 1} of {n_blocks}")
-            _pass1_block(window, grid, params, tracks, passes, group_of, stack_refs, dem_reader, dem_halo,
-                         water_reader, speckle_halo, staged)
+        with contextlib.closing(blocks):
+            for i, (window, layers) in enumerate(blocks):
+                prog(i / n_blocks, f"composites and ratio: block {i + 1} of {n_blocks}")
+                for key, data in layers.items():
+                    if key in staged:
+                        staged[key].write(window, data)
         prog(1.0, "composites and ratio done")
     finally:
-        for r in readers.values():
-            r.close()
-        with contextlib.suppress(NameError):
-            dem_reader.close()
-            if water_reader is not None:
-                water_reader.close()
-        for s in staged.values():
-            s.close()
+        for raster in staged.values():
+            raster.close()
     timings["composites_ratio_s"] = time.perf_counter() - t0
 
     if params.detrend_radius_m > 0:
@@ -609,7 +591,8 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
     stage = threshold_and_vectorise(
         staged["a_ratio"].path, staging, grid, spec, prog, tags=tags, synthetic=synthetic,
         empty_message="no valid A_ratio pixel is left after masking: the scenes may hold no data over the AOI, "
-                      "or the slope/curvature masks remove everything (try a lower --slope-min)")
+                      "or the slope/curvature masks remove everything (try a lower --slope-min)",
+        workers=params.workers)
     timings.update(stage.timings_s)
     staged.update(stage.rasters)
     thr, percentiles, features = stage.threshold, stage.percentiles, stage.features
@@ -638,6 +621,8 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
 def _detrend_a_ratio(staged: dict, staging: Path, grid: Grid, params: DetectParams, tags: dict,
                      prog: Progress) -> None:
     """Replace the staged A_ratio by itself minus its local median; keep the median as background_change."""
+    from . import detrend
+
     detrended, background = detrend.detrend_raster(
         staged["a_ratio"].path, staging, grid, params.detrend_radius_m, prog, block_size=params.block_size,
         tags={**tags, "UNITS": "dB", "DEFINITION": "A_ratio minus its local median within "
@@ -647,47 +632,156 @@ def _detrend_a_ratio(staged: dict, staging: Path, grid: Grid, params: DetectPara
     staged["a_ratio"].path.unlink()
     detrended.name = "a_ratio"
     staged["a_ratio"] = detrended
-    staged["background_change"] = background
+    if params.pass_rasters:  # a diagnostic like the per-pass ratios: kept with them
+        staged["background_change"] = background
+    else:
+        background.close()  # its staged files go with the staging folder
 
 
-def _pass1_block(window, grid, params, tracks, passes, group_of, stack_refs, dem_reader, dem_halo, water_reader,
-                 speckle_halo, staged) -> None:
-    px = grid.pixel_size
+def _pass1_rasters(staging: Path, grid: Grid, params: DetectParams, passes, tags: dict) -> dict[str, StagedRaster]:
+    """The rasters pass 1 writes (the per-pass ratios and counts only with ``params.pass_rasters``)."""
+    staged = {"a_ratio": StagedRaster(
+        staging, "a_ratio", grid, count=1, dtype="float32", nodata=float("nan"),
+        descriptions=[f"A_ratio {params.polarisation} dB (pre - post), masked"],
+        tags={**tags, "UNITS": "dB", "DEFINITION": "pre-event median minus post-event median, "
+              "passes averaged, terrain-masked; positive = backscatter dropped"})}
+    if params.pass_rasters:
+        for p in passes:
+            staged[f"a_ratio_{p.lower()}"] = StagedRaster(
+                staging, f"a_ratio_{p.lower()}", grid, count=1, dtype="float32", nodata=float("nan"),
+                descriptions=[f"A_ratio {p.lower()} {params.polarisation} dB (pre - post), unmasked"],
+                tags={**tags, "UNITS": "dB", "ORBIT_PASS": p})
+        count_bands = [f"{p.lower()}_{role}" for p in passes for role in ("pre", "post")]
+        staged["counts"] = StagedRaster(staging, "counts", grid, count=len(count_bands), dtype="uint16",
+                                         nodata=None, descriptions=count_bands,
+                                         tags={**tags, "DEFINITION": "valid images per pixel in each stack"},
+                                         resampling="nearest")
+    staged["mask"] = StagedRaster(
+        staging, "mask", grid, count=1, dtype="uint8", nodata=None, descriptions=["terrain mask code"],
+        tags={**tags, "CODES": "0 kept; bit flags: 1 no data, 2 slope below minimum, 4 curvature below "
+              "minimum (convex), 8 water, 16 outside AOI"}, resampling="nearest")
+    return staged
+
+
+@dataclass
+class _Pass1Readers:
+    """One worker's open readers and its reusable stack buffer (a GDAL dataset serves one thread only)."""
+
+    dem: RasterOnGrid
+    water: RasterOnGrid | None
+    stacks: StackRefs
+    opened: list
+    scratch: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
+
+    def stack_buffer(self, dates: int, rows: int, cols: int) -> np.ndarray:
+        """A ``(dates, rows, cols)`` float32 view of this worker's buffer, grown on demand and reused."""
+        need = dates * rows * cols
+        if self.scratch.size < need:
+            self.scratch = np.empty(need, np.float32)
+        return self.scratch[:need].reshape(dates, rows, cols)
+
+    def close(self) -> None:
+        for reader in self.opened:
+            reader.close()
+
+
+@dataclass
+class _Pass1:
+    """What every block of pass 1 shares; :meth:`compute` is one block, run by any worker."""
+
+    grid: Grid
+    params: DetectParams
+    tracks: list
+    passes: list
+    group_of: dict
+    dem_path: Path
+    dem_halo: int
+    speckle_halo: int
+    selection: cat.StackSelection
+
+    def open_readers(self) -> _Pass1Readers:
+        readers: dict[str, RasterOnGrid] = {}
+        opened: list = []
+        try:
+            dem = RasterOnGrid(self.dem_path, 1, self.grid, halo=self.dem_halo)
+            opened.append(dem)
+            water = (RasterOnGrid(self.params.water_mask, 1, self.grid, resampling=Resampling.nearest)
+                     if self.params.water_mask else None)
+            if water is not None:
+                opened.append(water)
+            stacks = open_stack_readers(self.selection, self.tracks, self.params.polarisations(), self.grid,
+                                        readers, halo=self.speckle_halo)
+        except BaseException:
+            for reader in (*opened, *readers.values()):
+                reader.close()
+            raise
+        return _Pass1Readers(dem, water, stacks, opened + list(readers.values()))
+
+    def compute(self, readers: _Pass1Readers, window: Window) -> tuple[Window, dict[str, np.ndarray]]:
+        return window, _pass1_block(window, self, readers)
+
+
+def _track_composites(ctx: _Pass1, readers: _Pass1Readers, window: Window, track) -> tuple[np.ndarray, dict]:
+    """The ratio of one track (polarisations averaged) and its per-role valid-image counts, on ``window``."""
+    from . import terrain
+
+    params, px, halo = ctx.params, ctx.grid.pixel_size, ctx.speckle_halo
+    rows, cols = int(window.height) + 2 * halo, int(window.width) + 2 * halo
+    pol_ratios, counts = [], {}
+    for pol in params.polarisations():
+        comps = {}
+        for role in ("pre", "post"):
+            refs = readers.stacks[track][role][pol]
+            stack = composite.stack_db_into(readers.stack_buffer(len(refs), rows, cols),
+                                            ((reader.read(window), units) for reader, units in refs),
+                                            params.edge_noise_db)
+            med, n = composite.median_and_count(stack, overwrite_input=True)
+            if params.speckle_sigma_m > 0:
+                med = terrain.gaussian_smooth(med, params.speckle_sigma_m, params.speckle_radius_m, px)
+            comps[role] = crop(med, halo)
+            counts[role] = counts.get(role, 0) + crop(n, halo)
+        pol_ratios.append(composite.log_ratio(comps["pre"], comps["post"]))
+    return composite.mean_of_available(pol_ratios), counts
+
+
+def _pass1_block(window: Window, ctx: _Pass1, readers: _Pass1Readers) -> dict[str, np.ndarray]:
+    """Composites, ratios, counts and the terrain mask of one block: ``{raster key: array}``."""
+    from . import terrain
+
+    params, grid = ctx.params, ctx.grid
     rows, cols = int(window.height), int(window.width)
-    dem_block = dem_reader.read(window)
-    slope = crop(terrain.slope_deg(dem_block, px), dem_halo)
-    curv = (crop(terrain.curvature(dem_block, px, params.curv_sigma_m, params.curv_radius_m), dem_halo)
-            if params.curv_min is not None else None)
+    dem_block = readers.dem.read(window)
+    slope = crop(terrain.slope_deg(dem_block, grid.pixel_size), ctx.dem_halo)
+    curv = (crop(terrain.curvature(dem_block, grid.pixel_size, params.curv_sigma_m, params.curv_radius_m),
+                 ctx.dem_halo) if params.curv_min is not None else None)
 
     ratios_by_group: dict[tuple, list[np.ndarray]] = {}
     counts: dict[tuple[str, str], np.ndarray] = {}
-    for track in tracks:
-        pol_ratios = []
-        for pol in params.polarisations():
-            comps = {}
-            for role in ("pre", "post"):
-                refs = stack_refs[track][role][pol]
-                stack = np.stack([
-                    composite.mask_edge_noise(composite.to_db(reader.read(window), units), params.edge_noise_db)
-                    for reader, units in refs
-                ])
-                med = composite.nan_median(stack)
-                if params.speckle_sigma_m > 0:
-                    med = terrain.gaussian_smooth(med, params.speckle_sigma_m, params.speckle_radius_m, px)
-                comps[role] = crop(med, speckle_halo)
-                n = crop(composite.valid_count(stack), speckle_halo)
-                key = (track[0], role)
-                counts[key] = counts.get(key, np.zeros((rows, cols), np.uint16)) + n
-            pol_ratios.append(composite.log_ratio(comps["pre"], comps["post"]))
-        ratios_by_group.setdefault(group_of[track], []).append(composite.mean_of_available(pol_ratios))
+    for track in ctx.tracks:
+        ratio, track_counts = _track_composites(ctx, readers, window, track)
+        ratios_by_group.setdefault(ctx.group_of[track], []).append(ratio)
+        for role, n in track_counts.items():
+            key = (track[0], role)
+            counts[key] = counts.get(key, np.zeros((rows, cols), np.uint16)) + n
 
     by_pass: dict[str, list[np.ndarray]] = {}
     for group, ratios in ratios_by_group.items():
         by_pass.setdefault(group[0], []).append(composite.mean_of_available(ratios))
     pass_ratio = {p: composite.mean_of_available(v) for p, v in by_pass.items()}
     ratio = composite.mean_of_available(list(pass_ratio.values()))
+    code = _mask_code(ratio, slope, curv, params, grid, window, readers.water)
+    out = {"a_ratio": np.where(code == 0, ratio, np.nan).astype(np.float32), "mask": code}
+    if params.pass_rasters:
+        for p in ctx.passes:
+            out[f"a_ratio_{p.lower()}"] = pass_ratio.get(p, np.full((rows, cols), np.nan, np.float32))
+        out["counts"] = np.stack([counts.get((p, role), np.zeros((rows, cols), np.uint16))
+                                  for p in ctx.passes for role in ("pre", "post")])
+    return out
 
-    code = np.zeros((rows, cols), np.uint8)
+
+def _mask_code(ratio, slope, curv, params: DetectParams, grid: Grid, window: Window, water_reader) -> np.ndarray:
+    """The bit-flag reason code of ``mask.tif`` for one block (0 = kept)."""
+    code = np.zeros(ratio.shape, np.uint8)
     code[~np.isfinite(ratio)] |= MASK_NODATA
     if params.slope_min_deg is not None:
         with np.errstate(invalid="ignore"):
@@ -701,12 +795,4 @@ def _pass1_block(window, grid, params, tracks, passes, group_of, stack_refs, dem
     inside = _aoi_mask(params, grid, window)
     if inside is not None:
         code[~inside] |= MASK_OUTSIDE_AOI
-    masked = np.where(code == 0, ratio, np.nan).astype(np.float32)
-
-    staged["a_ratio"].write(window, masked)
-    for p in passes:
-        staged[f"a_ratio_{p.lower()}"].write(window, pass_ratio.get(p, np.full((rows, cols), np.nan, np.float32)))
-    count_stack = np.stack([counts.get((p, role), np.zeros((rows, cols), np.uint16))
-                            for p in passes for role in ("pre", "post")])
-    staged["counts"].write(window, count_stack)
-    staged["mask"].write(window, code)
+    return code

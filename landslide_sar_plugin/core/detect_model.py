@@ -31,6 +31,7 @@ model run on one grid.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -44,8 +45,9 @@ from rasterio.enums import Resampling
 
 from . import catalog as cat
 from . import composite, terrain
+from .blocks import map_blocks, resolve_workers
 from .candidates import ThresholdSpec, threshold_and_vectorise
-from .detect import DetectParams, DetectResult, _aoi_mask, _sel_scenes, open_stack_readers, prepare_run, run_provenance
+from .detect import DetectParams, DetectResult, _aoi_mask, _sel_scenes, prepare_run, run_provenance
 from .grid import Grid, RasterOnGrid
 from .inference import BlockPlan, TileCache, TiledModel, block_plans, combine_passes, n_block_plans, predict_plan
 from .model import ModelError, ModelInfo, check_model_fits, read_model_info, require_onnxruntime
@@ -88,14 +90,16 @@ class ModelDetectResult(DetectResult):
 
 
 def load_model(model_path: str | os.PathLike, *, prefer_gpu: bool = True, threads: int | None = None,
-               batch_size: int = 8) -> TiledModel:
+               batch_size: int = 8, tiling: str = "large", tile: int | None = None,
+               overlap: int | None = None) -> TiledModel:
     """Read the model's contract and open a tuned onnxruntime session; :class:`ModelError` if it cannot run here."""
     require_onnxruntime()
     info = read_model_info(model_path)
     info.get_recipe()  # unknown composite / reductions -> ModelError
     if info.ir_version is not None or info.opset is not None:
         log.debug("model %s: IR version %s, opset %s", info.path.name, info.ir_version, info.opset)
-    return TiledModel.load(info, threads=threads, prefer_gpu=prefer_gpu, batch_size=batch_size)
+    return TiledModel.load(info, threads=threads, prefer_gpu=prefer_gpu, batch_size=batch_size, tiling=tiling,
+                           tile=tile, overlap=overlap)
 
 
 def _check_catalog(info: ModelInfo, recipe: Recipe):
@@ -155,21 +159,87 @@ def read_track_composite(recipe: Recipe, stack_refs: Mapping[str, Mapping[str, l
                            for reader, units in refs])
             for pol, refs in stack_refs[role].items()
         }
+    layers = terrain_layers(recipe, dem_reader.read(window) if recipe.terrain() else None, pixel_size, dem_halo)
+    return composite_of(recipe, stacks["pre"], stacks["post"], layers)
+
+
+def terrain_layers(recipe: Recipe, dem_block: np.ndarray | None, pixel_size: float, dem_halo: int) -> dict:
+    """The terrain bands the recipe needs, from a DEM block read with ``dem_halo``."""
     layers = {}
     needs = recipe.terrain()
-    if needs:
-        dem = dem_reader.read(window)
-        if "slope" in needs:
-            layers["slope"] = crop(terrain.slope_deg(dem, pixel_size), dem_halo)
-        if "aspect" in needs:
-            layers["aspect"] = crop(terrain.aspect_deg(dem, pixel_size), dem_halo)
-        if "curvature" in needs:
-            layers["curvature"] = crop(terrain.curvature(dem, pixel_size, CURVATURE_SIGMA_M, CURVATURE_RADIUS_M),
-                                       dem_halo)
+    if "slope" in needs:
+        layers["slope"] = crop(terrain.slope_deg(dem_block, pixel_size), dem_halo)
+    if "aspect" in needs:
+        layers["aspect"] = crop(terrain.aspect_deg(dem_block, pixel_size), dem_halo)
+    if "curvature" in needs:
+        layers["curvature"] = crop(terrain.curvature(dem_block, pixel_size, CURVATURE_SIGMA_M, CURVATURE_RADIUS_M),
+                                   dem_halo)
+    return layers
+
+
+def composite_of(recipe: Recipe, pre: Mapping, post: Mapping, layers: Mapping) -> np.ndarray:
     try:
-        return build_composite(recipe, stacks["pre"], stacks["post"], layers)
+        return build_composite(recipe, pre, post, layers)
     except RecipeError as exc:
         raise DetectionError(str(exc)) from None
+
+
+# --------------------------------------------------------------------------- reading for the run
+
+FileRefs = dict  # {track: {"pre"|"post": [ {file key: [(pol, band position, units)]} per date, in time order ]}}
+
+
+def open_file_readers(selection: cat.StackSelection, tracks, polarisations, grid: Grid) -> tuple[dict, FileRefs]:
+    """One multi-band reader per scene FILE (not per band) and, per date, which band of which file is which pol.
+
+    A file holding VV and VH (pixel-interleaved, as most products are) is then
+    read and decompressed once per block for both polarisations.
+    """
+    bands: dict[str, list[int]] = {}
+    paths: dict[str, Path] = {}
+    for track in tracks:
+        for stacks in (selection.pre, selection.post):
+            for s in stacks[track]:
+                for pol in polarisations:
+                    ref = s.bands[pol]
+                    paths[str(ref.path)] = ref.path
+                    bands.setdefault(str(ref.path), [])
+                    if ref.band not in bands[str(ref.path)]:
+                        bands[str(ref.path)].append(ref.band)
+    refs: FileRefs = {}
+    for track in tracks:
+        for role, stacks in (("pre", selection.pre), ("post", selection.post)):
+            dates = []
+            for s in stacks[track]:
+                by_file: dict[str, list] = {}
+                for pol in polarisations:
+                    ref = s.bands[pol]
+                    key = str(ref.path)
+                    by_file.setdefault(key, []).append((pol, bands[key].index(ref.band),
+                                                        cat.scene_file_units(s, ref.path)))
+                dates.append(by_file)
+            refs.setdefault(track, {})[role] = dates
+    readers = {}
+    try:
+        for key, path in paths.items():
+            readers[key] = RasterOnGrid(path, list(bands[key]), grid)
+    except BaseException:
+        for r in readers.values():
+            r.close()
+        raise
+    return readers, refs
+
+
+def read_role_stacks(readers: dict, dates: list, window, polarisations, edge_noise_db: float) -> dict:
+    """``{pol: (dates, rows, cols)}`` dB stacks of one track and role, each file read once for all its pols."""
+    rows, cols = int(window.height), int(window.width)
+    out = {pol: np.empty((len(dates), rows, cols), np.float32) for pol in polarisations}
+    for k, by_file in enumerate(dates):
+        for key, members in by_file.items():
+            data = readers[key].read(window)
+            for pol, position, units in members:
+                composite.stack_db_into(out[pol][k:k + 1], [(data[position], units)], edge_noise_db)
+    return out
 
 
 # --------------------------------------------------------------------------- the run
@@ -190,6 +260,9 @@ def run_model_detection(
     batch_size: int = 8,
     threshold: float | None = None,
     finalize: Finalize | None = None,
+    tiling: str = "large",
+    tile_size: int | None = None,
+    tile_overlap: int | None = None,
 ) -> ModelDetectResult:
     """Run the ONNX model over the event and write its outputs into ``out_dir`` (see the module docstring).
 
@@ -200,7 +273,11 @@ def run_model_detection(
     predicted).  ``threshold`` replaces the model's probability threshold
     (the dock's slider).  A cancel (``is_cancelled()``, polled per batch of tiles)
     raises :class:`~.staging.Cancelled` and leaves no output.  ``finalize`` as in
-    :func:`.detect.run_detection`.
+    :func:`.detect.run_detection`.  ``tiling``: ``"large"`` (default) runs a fully
+    convolutional model on large tiles (:class:`.inference.TiledModel`; its output
+    agrees with the model's own tiling within the tolerance tested at tile
+    borders), ``"model"`` on the tiles its metadata declares;
+    ``tile_size``/``tile_overlap`` override both.
     """
     params.validate()
     t_start = time.perf_counter()
@@ -211,7 +288,8 @@ def run_model_detection(
 
     prog.stage(0.0, 0.02)
     prog(0.0, "checking the model")
-    model = load_model(model_path, prefer_gpu=prefer_gpu, threads=threads, batch_size=batch_size)
+    model = load_model(model_path, prefer_gpu=prefer_gpu, threads=threads, batch_size=batch_size, tiling=tiling,
+                       tile=tile_size, overlap=tile_overlap)
     info = model.info
     if threshold is not None:
         if not 0.0 < threshold < 1.0:  # also refuses NaN
@@ -244,45 +322,21 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
         tags["SYNTHETIC"] = "computed from SYNTHETIC (simulated) Sentinel-1 scenes"
 
     t0 = time.perf_counter()
-    dem_halo = composite_dem_halo(recipe, px)
-    readers: dict[str, RasterOnGrid] = {}
-    extra: list[RasterOnGrid] = []
-    staged: dict[str, StagedRaster] = {}
+    ctx = _ModelPass(grid, params, tracks, recipe, dem, composite_dem_halo(recipe, px), dict(layover_masks),
+                     selection)
+    staged: dict[str, StagedRaster] = {"probability": StagedRaster(
+        staging, "probability", grid, count=1, dtype="float32", nodata=float("nan"),
+        descriptions=[f"landslide probability ({info.model_name}, composite {info.composite})"],
+        tags={**tags, "UNITS": "probability 0..1", "COMPOSITE": info.composite,
+              "ORBIT_PASSES": ",".join(passes),
+              "DEFINITION": "tiled ONNX inference with cosine-blended overlaps; tracks then passes averaged; "
+                            "NaN = no data, layover/shadow, water or outside the AOI"})}
+    prog.stage(0.02, 0.75)
     try:
-        dem_reader = RasterOnGrid(dem, 1, grid, halo=dem_halo)
-        extra.append(dem_reader)
-        water_reader = (RasterOnGrid(params.water_mask, 1, grid, resampling=Resampling.nearest)
-                        if params.water_mask else None)
-        if water_reader is not None:
-            extra.append(water_reader)
-        mask_readers = {}
-        for key, path in layover_masks.items():
-            mask_readers[key] = RasterOnGrid(path, 1, grid, resampling=Resampling.nearest)
-            extra.append(mask_readers[key])
-        refs = open_stack_readers(selection, tracks, recipe.polarisations(), grid, readers)
-        staged["probability"] = StagedRaster(
-            staging, "probability", grid, count=1, dtype="float32", nodata=float("nan"),
-            descriptions=[f"landslide probability ({info.model_name}, composite {info.composite})"],
-            tags={**tags, "UNITS": "probability 0..1", "COMPOSITE": info.composite,
-                  "ORBIT_PASSES": ",".join(passes),
-                  "DEFINITION": "tiled ONNX inference with cosine-blended overlaps; tracks then passes averaged; "
-                                "NaN = no data, layover/shadow, water or outside the AOI"})
-
-        block = params.block_size
-        n_blocks = n_block_plans(grid.height, grid.width, block)
-        caches = {t: TileCache() for t in tracks}
-        prog.stage(0.02, 0.75)
-        for i, plan in enumerate(block_plans(grid.height, grid.width, info.tile_size, info.tile_overlap, block)):
-            prog(i / n_blocks, f"model inference: block {i + 1} of {n_blocks}")
-            prob = _model_block(plan, grid, params, tracks, refs, dem_reader, dem_halo, recipe, model, caches,
-                                water_reader, mask_readers, prog, i, n_blocks)
-            staged["probability"].write(plan.core, prob)
-        prog(1.0, "model inference done")
+        _infer_blocks(ctx, model, staged["probability"], prog)
     finally:
-        for r in (*readers.values(), *extra):
-            r.close()
-        for s in staged.values():
-            s.close()
+        for raster in staged.values():
+            raster.close()
     timings["inference_s"] = time.perf_counter() - t0
 
     event_id = params.event_id or f"event_{params.event_time:%Y%m%dT%H%M}"
@@ -311,7 +365,8 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
         "orbit_passes_used": passes,
         "tracks_used": [{"orbit_pass": t[0], "relative_orbit": t[1]} for t in tracks],
         "orbit_combination": "mean of the tracks within each orbit direction, then of the directions (NaN-aware)",
-        "blending": {"tile_size": info.tile_size, "tile_overlap": info.tile_overlap,
+        "blending": {"tile_size": model.tile, "tile_overlap": model.overlap,
+                     "model_tile_size": info.tile_size, "model_tile_overlap": info.tile_overlap,
                      "window": "cosine taper over the overlap, clamped at the grid border; grid-wide tile lattice"},
         "layover_masks": {k: str(Path(v).resolve()) for k, v in layover_masks.items()},
         "threshold": stage.threshold,
@@ -329,33 +384,126 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
                              passes_used=passes)
 
 
-def _model_block(plan: BlockPlan, grid: Grid, params: DetectParams, tracks, refs, dem_reader, dem_halo, recipe,
-                 model: TiledModel, caches, water_reader, mask_readers, prog: Progress, i: int,
-                 n_blocks: int) -> np.ndarray:
-    px = grid.pixel_size
+def _infer_blocks(ctx: _ModelPass, model: TiledModel, out: StagedRaster, prog: Progress) -> None:
+    """The model over every block, its probabilities written into ``out`` in block order.
+
+    The composites of the next block are built in worker threads while this
+    thread runs the model on the current one.  onnxruntime already uses every
+    core, so half of them build composites, each one block ahead (memory: a
+    few blocks' composites, whatever the grid size).
+    """
+    grid, params, tracks = ctx.grid, ctx.params, ctx.tracks
+    n_blocks = n_block_plans(grid.height, grid.width, params.block_size)
+    caches = {t: TileCache() for t in tracks}
+    cores = resolve_workers(params.workers)
+    builders = max(1, cores // 2)
+    inputs = map_blocks(block_plans(grid.height, grid.width, model.tile, model.overlap, params.block_size),
+                        ctx.compute, workers=builders, open_state=ctx.open_readers, close_state=_ModelReaders.close,
+                        in_flight=builders, threaded=cores > 1)
+    with contextlib.closing(inputs):
+        for i, (plan, block_inputs) in enumerate(inputs):
+            prog(i / n_blocks, f"model inference: block {i + 1} of {n_blocks}")
+            out.write(plan.core, _model_block(plan, grid, tracks, block_inputs, model, caches, prog, i, n_blocks))
+    prog(1.0, "model inference done")
+
+
+@dataclass
+class _ModelReaders:
+    """One worker's readers: DEM, water and layover masks, and one multi-band reader per scene file."""
+
+    dem: RasterOnGrid
+    water: RasterOnGrid | None
+    masks: dict
+    files: dict
+    refs: FileRefs
+
+    def close(self) -> None:
+        for reader in (self.dem, self.water, *self.masks.values(), *self.files.values()):
+            if reader is not None:
+                reader.close()
+
+
+@dataclass
+class _BlockInputs:
+    """What the model needs for one block: per track the composite and layover flags on the plan's extent,
+    and the water / outside-AOI masks of its core."""
+
+    composites: dict
+    flagged: dict
+    water: np.ndarray | None
+    inside: np.ndarray | None
+
+
+@dataclass
+class _ModelPass:
+    grid: Grid
+    params: DetectParams
+    tracks: list
+    recipe: Recipe
+    dem_path: Path
+    dem_halo: int
+    layover_masks: dict
+    selection: cat.StackSelection
+
+    def open_readers(self) -> _ModelReaders:
+        opened = []
+        try:
+            dem = RasterOnGrid(self.dem_path, 1, self.grid, halo=self.dem_halo)
+            opened.append(dem)
+            water = (RasterOnGrid(self.params.water_mask, 1, self.grid, resampling=Resampling.nearest)
+                     if self.params.water_mask else None)
+            opened.append(water)
+            masks = {}
+            for key, path in self.layover_masks.items():
+                masks[key] = RasterOnGrid(path, 1, self.grid, resampling=Resampling.nearest)
+                opened.append(masks[key])
+            files, refs = open_file_readers(self.selection, self.tracks, self.recipe.polarisations(), self.grid)
+        except BaseException:
+            for reader in opened:
+                if reader is not None:
+                    reader.close()
+            raise
+        return _ModelReaders(dem, water, masks, files, refs)
+
+    def compute(self, readers: _ModelReaders, plan: BlockPlan) -> tuple[BlockPlan, _BlockInputs]:
+        """The composites of every track where this block's own tiles lie (``plan.owned``: the tile cache
+        holds the others); the terrain is derived once for all tracks."""
+        px, pols, win = self.grid.pixel_size, self.recipe.polarisations(), plan.owned
+        composites, flagged = {}, {}
+        if win.height and win.width:
+            dem = readers.dem.read(win) if self.recipe.terrain() else None
+            layers = terrain_layers(self.recipe, dem, px, self.dem_halo)
+        for track in self.tracks:
+            if not (win.height and win.width):
+                composites[track] = np.zeros((len(self.recipe.bands), 0, 0), np.float32)
+                continue
+            stacks = {role: read_role_stacks(readers.files, readers.refs[track][role], win, pols,
+                                             self.params.edge_noise_db) for role in ("pre", "post")}
+            composites[track] = composite_of(self.recipe, stacks["pre"], stacks["post"], layers)
+            mask_reader = readers.masks.get(track[0]) or readers.masks.get("any")
+            if mask_reader is not None:
+                m = mask_reader.read(win)
+                flagged[track] = np.isfinite(m) & (m != 0)
+        water = readers.water.read(plan.core) if readers.water is not None else None
+        return plan, _BlockInputs(composites, flagged, water, _aoi_mask(self.params, self.grid, plan.core))
+
+
+def _model_block(plan: BlockPlan, grid: Grid, tracks, inputs: _BlockInputs, model: TiledModel, caches,
+                 prog: Progress, i: int, n_blocks: int) -> np.ndarray:
+    """Probabilities on ``plan.core``: tiled inference per track, tracks and passes averaged, masks applied."""
     by_pass: dict[str, list[np.ndarray]] = {}
     for k, track in enumerate(tracks):
-        comp = read_track_composite(recipe, refs[track], plan.extent, dem_reader, dem_halo, px,
-                                    edge_noise_db=params.edge_noise_db)
-        reader = mask_readers.get(track[0]) or mask_readers.get("any")
-        flagged = None
-        if reader is not None:
-            m = reader.read(plan.extent)
-            flagged = np.isfinite(m) & (m != 0)
-
         def step(frac, k=k):
             prog((i + (k + frac) / len(tracks)) / n_blocks, f"model inference: block {i + 1} of {n_blocks}")
 
-        p = predict_plan(model, comp, plan, grid.height, grid.width, flagged=flagged, cache=caches[track],
-                         progress=step)
+        p = predict_plan(model, inputs.composites[track], plan, grid.height, grid.width,
+                         flagged=inputs.flagged.get(track), cache=caches[track], progress=step)
         by_pass.setdefault(track[0], []).append(p)
     prob = combine_passes(by_pass)
-    if water_reader is not None:
-        water = water_reader.read(plan.core)
-        prob[np.isfinite(water) & (water != 0)] = np.nan
-    inside = _aoi_mask(params, grid, plan.core)
-    if inside is not None:
-        prob[~inside] = np.nan
+    if inputs.water is not None:
+        prob[np.isfinite(inputs.water) & (inputs.water != 0)] = np.nan
+    if inputs.inside is not None:
+        prob[~inputs.inside] = np.nan
     return np.clip(prob, 0.0, 1.0).astype(np.float32)
 
 
@@ -440,7 +588,7 @@ def _run_ref(run_dir, agreement_path: Path) -> str:
 
 def run_both_detection(scenes_dir, dem_path, out_dir, params: DetectParams, model_path, *,
                        progress: ProgressFn | None = None, is_cancelled: CancelFn | None = None,
-                       threshold: float | None = None, prefer_gpu: bool = True,
+                       threshold: float | None = None, prefer_gpu: bool = True, tiling: str = "large",
                        finalize_a_ratio: Finalize | None = None, finalize_model: Finalize | None = None
                        ) -> tuple[DetectResult, ModelDetectResult, Path]:
     """A_ratio and model runs into ``out_dir/a_ratio`` and ``out_dir/model`` plus ``agreement.tif``, as one run.
@@ -463,7 +611,7 @@ def run_both_detection(scenes_dir, dem_path, out_dir, params: DetectParams, mode
                                   is_cancelled=is_cancelled, finalize=finalize_a_ratio)
         held["m"] = run_model_detection(scenes_dir, dem_path, staging / "model", params, model_path,
                                         progress=part(0.45, 0.9), is_cancelled=is_cancelled, threshold=threshold,
-                                        prefer_gpu=prefer_gpu, finalize=finalize_model)
+                                        prefer_gpu=prefer_gpu, tiling=tiling, finalize=finalize_model)
         held["agreement"] = write_agreement(staging / "a_ratio", staging / "model", staging / "agreement.tif",
                                             block_size=params.block_size, progress=part(0.9, 1.0),
                                             is_cancelled=is_cancelled)

@@ -470,7 +470,8 @@ class RasterOnGrid:
         return round(col), round(row)  # source origin in grid pixel coordinates
 
     def read(self, window: Window) -> np.ndarray:
-        """Float32 array for ``window`` of the grid, grown by the halo on each side (GridError if damaged)."""
+        """Float32 array for ``window`` of the grid, grown by the halo on each side (a band axis first when
+        ``band`` is a list)."""
         h = self.halo
         rows, cols = int(window.height) + 2 * h, int(window.width) + 2 * h
         try:
@@ -483,8 +484,11 @@ class RasterOnGrid:
         h = self.halo
         if self._vrt is not None:
             win = Window(window.col_off, window.row_off, cols, rows)  # padded grid coordinates
-            return self._vrt.read(self.band, window=win, out_dtype="float32")
-        out = np.full((rows, cols), np.nan, dtype="float32")
+            data = self._vrt.read(self.band, window=win, out_dtype="float32")
+            return data
+        # ``band`` may be a list of bands: one read (one decode of a pixel-interleaved file) for all of them.
+        out = np.full((rows, cols) if isinstance(self.band, int) else (len(self.band), rows, cols), np.nan,
+                      dtype="float32")
         # Window in source pixel coordinates.
         c0 = int(window.col_off) - h - self._offset[0]
         r0 = int(window.row_off) - h - self._offset[1]
@@ -496,7 +500,7 @@ class RasterOnGrid:
         nodata = self._src.nodata
         if nodata is not None and not np.isnan(nodata):
             data[data == nodata] = np.nan
-        out[sr0 - r0:sr1 - r0, sc0 - c0:sc1 - c0] = data
+        out[..., sr0 - r0:sr1 - r0, sc0 - c0:sc1 - c0] = data
         return out
 
     def close(self) -> None:

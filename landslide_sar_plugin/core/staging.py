@@ -16,7 +16,9 @@ a file that is not ours:
    ``.*.partial-*``.  Each cleanup is logged in one line naming what was
    removed and how much space it freed.  Only names of these patterns are ever
    removed.
-3. **Staging.**  Everything the run writes (rasters, ``candidates.gpkg``,
+3. **Staging.**  Everything the run writes (rasters, written block by block,
+   compressed once in their final layout and assembled into cloud-optimised
+   GeoTIFFs by :mod:`.cog`; ``candidates.gpkg``,
    ``run.json``, ``preview.png``, ``evaluation.json``, sub-runs) goes into a
    hidden staging folder ``OUT/.partial-run-XXXXXXXX`` on the same file system.
    A failure, a cancel, Ctrl+C or SIGTERM (:func:`signals_raise`) removes it.
@@ -74,11 +76,10 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-import rasterio.shutil
 from rasterio.windows import Window
 
+from .cog import CogWriter
 from .grid import Grid
-from .raster_io import geotiff_profile
 
 log = logging.getLogger(__name__)
 
@@ -702,42 +703,37 @@ def crop(arr: np.ndarray, halo: int) -> np.ndarray:
 
 
 class StagedRaster:
-    """A tiled GeoTIFF written block by block in the staging folder, converted to COG at the end."""
+    """A raster written block by block in the staging folder, published as a cloud-optimised GeoTIFF.
+
+    Blocks are compressed once, as published (:mod:`.cog`: DEFLATE, 512 px
+    tiles, overviews streamed alongside); :meth:`to_cog` assembles the final
+    file without recompressing.  :attr:`path` is the full-resolution staged
+    GeoTIFF, readable by later passes once :meth:`close` d.
+
+    ``intermediate=True`` is for a raster that a later step reads and then
+    deletes (the 0/1 raster GDAL polygonises, a smoothed score): uncompressed
+    tiles and no overviews, since GDAL's polygonize reads it row by row and
+    decompressing a tile per row made tracing 10-100x slower than the raw file.
+    """
 
     def __init__(self, staging: Path, name: str, grid: Grid, *, count: int, dtype: str, nodata,
-                 descriptions: list[str] | None = None, tags: dict | None = None, resampling: str = "average"):
+                 descriptions: list[str] | None = None, tags: dict | None = None, resampling: str = "average",
+                 intermediate: bool = False):
         self.name = name
         self.path = staging / f"{name}.stage.tif"
         self.resampling = resampling
-        profile = geotiff_profile(width=grid.width, height=grid.height, count=count, dtype=dtype, crs=grid.crs,
-                                  transform=grid.transform, nodata=nodata, compress="zstd")
-        profile["predictor"] = 1  # intermediate file: fast zstd, no predictor
-        self.dataset = rasterio.open(self.path, "w", **profile)
-        if descriptions:
-            for i, d in enumerate(descriptions, start=1):
-                self.dataset.set_band_description(i, d)
-        if tags:
-            self.dataset.update_tags(**{k: str(v) for k, v in tags.items()})
+        self._writer = CogWriter(self.path, grid, count=count, dtype=dtype, nodata=nodata, resampling=resampling,
+                                 descriptions=descriptions, tags=tags, compress=not intermediate)
 
     def write(self, window: Window, data: np.ndarray) -> None:
-        self.dataset.write(data if data.ndim == 3 else data[np.newaxis], window=window)
+        self._writer.write(window, data)
 
     def close(self) -> None:
-        if not self.dataset.closed:
-            self.dataset.close()
+        self._writer.close()
 
     def to_cog(self, final: Path | None = None) -> Path:
-        """Convert into a compressed cloud-optimised GeoTIFF (default: ``<name>.tif`` beside it)."""
-        self.close()
-        final = final or self.path.with_name(f"{self.name}.tif")
-        with rasterio.open(self.path) as src:
-            is_float = np.dtype(src.dtypes[0]).kind == "f"
-        rasterio.shutil.copy(
-            self.path, final, driver="COG", COMPRESS="DEFLATE", PREDICTOR="FLOATING_POINT" if is_float else "YES",
-            BLOCKSIZE=512, OVERVIEW_RESAMPLING=self.resampling.upper(), NUM_THREADS="ALL_CPUS", BIGTIFF="IF_SAFER",
-        )
-        self.path.unlink()
-        return final
+        """The cloud-optimised GeoTIFF (default: ``<name>.tif`` beside the staged file); staged files go."""
+        return self._writer.assemble(final or self.path.with_name(f"{self.name}.tif"))
 
 
 def versions() -> dict:

@@ -51,6 +51,7 @@ from qgis.PyQt.QtWidgets import (
 from ..core import catalog as cat
 from ..core.dependencies import install_command, is_available
 from ..core.detect import DetectParams
+from .debounce import Debouncer
 from .histogram import HistogramWidget
 from .layers import load_agreement_layer, load_run_layers, style_score_layer
 from .log import log_error, log_info, log_warning
@@ -335,7 +336,8 @@ class LandslideDock(QDockWidget):
         self.pre_days.valueChanged.connect(lambda _: self.refresh_scenes())
         self.post_days.valueChanged.connect(lambda _: self.refresh_scenes())
         self.polarisation.currentIndexChanged.connect(lambda _: self.refresh_scenes())
-        self.threshold_slider.valueChanged.connect(self._slider_moved)
+        self._slider_debounce = Debouncer(self._slider_moved, 40, self)  # a drag restyles at most every 40 ms
+        self.threshold_slider.valueChanged.connect(self._slider_debounce)
         self.threshold_spin.valueChanged.connect(self._spin_changed)
         self.source_combo.currentIndexChanged.connect(lambda _: self._update_visibility())
         self._update_visibility()

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from landslide_sar_plugin.core import gpkg
+from landslide_sar_plugin.core import gpkg, threshold
 from landslide_sar_plugin.core.terrain import gaussian_smooth
 from landslide_sar_plugin.core.threshold import (
     CANDIDATE_FIELDS,
@@ -403,3 +403,81 @@ def test_heatmap_float_masks_treat_nan_as_false():
     v = np.array([[1.0, np.nan, 1.0]])
     np.testing.assert_array_equal(density_heatmap(e, v, 10, 10), [[0.0, 0.0, 0.0]])
     np.testing.assert_array_equal(density_heatmap(e, None, 10, 10), [[0.5, 1 / 3, 0.5]])
+
+
+# --------------------------------------------------------------------------- zonal statistics in one pass (issue 15)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2 ** 31), st.integers(8, 40), st.integers(8, 40), st.sampled_from([4, 7, 16, 1024]))
+def test_zonal_stats_many_equals_one_polygon_at_a_time(seed, rows, cols, block):
+    rng = np.random.default_rng(seed)
+    mask = (rng.random((rows, cols)) < 0.45).astype(np.uint8)  # many regions, holes, diagonal contacts
+    scores = rng.normal(2, 1, (rows, cols))
+    scores[rng.random((rows, cols)) < 0.1] = np.nan
+    geoms = [g for g, v in rasterio.features.shapes(mask, mask=mask.astype(bool), connectivity=4, transform=T)]
+    reads = []
+
+    def reader(win):
+        reads.append(win)
+        return scores[int(win.row_off):int(win.row_off + win.height), int(win.col_off):int(win.col_off + win.width)]
+
+    many = threshold.zonal_stats_many(geoms, reader, T, shape=scores.shape, block_size=block)
+    for g, got in zip(geoms, many):
+        ref = zonal_stats_for_polygon(g, scores, T)
+        assert got.count == ref.count
+        if ref.count:
+            assert got.mean == pytest.approx(ref.mean, rel=1e-12) and got.max == ref.max
+        else:
+            assert math.isnan(got.mean) and math.isnan(got.max)
+    assert len(reads) <= -(-rows // block) * -(-cols // block)  # at most one read per block
+
+
+def test_zonal_stats_many_is_exact_for_overlapping_and_off_lattice_polygons():
+    values = np.arange(100, dtype=float).reshape(10, 10)
+
+    def square(r0, c0, r1, c1):
+        x0, y0 = T @ (c0, r0)
+        x1, y1 = T @ (c1, r1)
+        return {"type": "Polygon", "coordinates": [[(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]]}
+
+    x0, y0 = T @ (5.3, 0.2)
+    diamond = {"type": "Polygon", "coordinates": [[(x0, y0), (x0 + 23, y0 - 21), (x0, y0 - 42), (x0 - 23, y0 - 21),
+                                                   (x0, y0)]]}  # off the pixel lattice, overlapping a square
+    geoms = [square(0, 0, 5, 5), square(2, 2, 8, 8), square(8, 8, 10, 10), diamond]
+    for got, g in zip(threshold.zonal_stats_many(geoms, values, T), geoms):
+        assert got == zonal_stats_for_polygon(g, values, T)
+
+
+def test_zonal_stats_many_reads_only_blocks_that_polygons_reach():
+    scores, mask = _scene()  # polygons in rows 1-3 and row 6
+    reads = []
+
+    def reader(win):
+        reads.append((int(win.row_off), int(win.col_off)))
+        return scores[int(win.row_off):int(win.row_off + win.height), int(win.col_off):int(win.col_off + win.width)]
+
+    geoms = [g for g, v in rasterio.features.shapes(mask, mask=mask.astype(bool), transform=T)]
+    threshold.zonal_stats_many(geoms, reader, T, shape=scores.shape, block_size=2)
+    assert reads and all(r < 8 for r, _ in reads)
+    assert (4, 0) not in reads and (0, 8) not in reads  # empty blocks are never read
+
+
+def test_candidates_emit_no_warning(tmp_path):
+    """The per-polygon windows.transform calls gave two PendingDeprecationWarnings per polygon."""
+    import warnings
+
+    from landslide_sar_plugin.core.candidates import ThresholdSpec, candidates_from_score
+    from landslide_sar_plugin.core.raster_io import write_geotiff
+
+    rng = np.random.default_rng(3)
+    score = rng.normal(0, 1, (300, 300)).astype(np.float32)
+    path = write_geotiff(tmp_path / "score.tif", score, transform=T, crs="EPSG:32654", nodata=float("nan"))
+    scores, mask = _scene()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        feats = candidate_features(rasterio.features.shapes(mask, mask=mask.astype(bool), transform=T), transform=T,
+                                   read_values=scores, min_area_m2=0, method="m", threshold=1.0, event_id="e")
+        res = candidates_from_score(path, tmp_path / "out", ThresholdSpec(threshold=1.5, min_area_m2=0.0))
+    assert len(feats) == 2 and res.n_candidates > 100
+    assert [str(w.message) for w in caught] == []
