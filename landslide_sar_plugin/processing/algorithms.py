@@ -18,7 +18,6 @@ import os
 from pathlib import Path
 
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
@@ -28,7 +27,6 @@ from qgis.core import (
     QgsProcessingOutputString,
     QgsProcessingOutputVectorLayer,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFile,
@@ -41,6 +39,19 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
 )
 from qgis.PyQt.QtCore import QCoreApplication
+
+from .compat import (
+    FILE_FOLDER,
+    FLAG_ADVANCED,
+    FLAG_NO_THREADING,
+    LAYER_HINT_RASTER,
+    LAYER_HINT_VECTOR,
+    NUMBER_DOUBLE,
+    SOURCE_RASTER,
+    SOURCE_VECTOR_POLYGON,
+    WKT_PREFERRED,
+)
+from .parameters import BY_PROCESSING_NAME, make_parameter, read_value
 
 GROUP = "Landslide detection"
 GROUP_ID = "landslidedetection"
@@ -108,20 +119,10 @@ def _load_on_completion(context: QgsProcessingContext, uri: str, name: str, outp
         return
     details = QgsProcessingContext.LayerDetails(name, context.project(), output)
     if kind == "vector":
-        details.layerTypeHint = QgsProcessingUtilsLayerHint.Vector
+        details.layerTypeHint = LAYER_HINT_VECTOR
     elif kind == "raster":
-        details.layerTypeHint = QgsProcessingUtilsLayerHint.Raster
+        details.layerTypeHint = LAYER_HINT_RASTER
     context.addLayerToLoadOnCompletion(uri, details)
-
-
-try:  # QGIS >= 3.30: QgsProcessingUtils.LayerHint moved to Qgis.ProcessingLayerHint (both exist in 3.3x)
-    from qgis.core import QgsProcessingUtils
-
-    QgsProcessingUtilsLayerHint = QgsProcessingUtils.LayerHint
-except AttributeError:  # pragma: no cover - QGIS 4
-    from qgis.core import Qgis
-
-    QgsProcessingUtilsLayerHint = Qgis.ProcessingLayerHint  # type: ignore[attr-defined]
 
 
 def _core_call(func, *args, **kwargs):
@@ -142,16 +143,15 @@ def _crs_text(crs) -> str:
     authid = crs.authid()
     if authid.upper().startswith("EPSG:"):
         return authid
-    try:
-        from qgis.core import QgsCoordinateReferenceSystem
-
-        return crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED)
-    except (AttributeError, TypeError):  # pragma: no cover
-        return crs.toWkt()
+    return crs.toWkt(WKT_PREFERRED)
 
 
 def _aoi_parameter(alg, parameters, context, extent_name: str, layer_name: str | None = None):
-    """The core :class:`Aoi` of an extent parameter, else of a polygon layer's extent; None when neither is set."""
+    """The core :class:`Aoi` of an extent parameter, else of a polygon layer (its polygons, not only their extent).
+
+    None when neither is set.  A layer's polygons mask the run exactly as the CLI's ``--aoi FILE`` and the dock's
+    polygon-layer AOI do.
+    """
     from rasterio.crs import CRS
 
     from ..core.grid import Aoi
@@ -159,17 +159,21 @@ def _aoi_parameter(alg, parameters, context, extent_name: str, layer_name: str |
     if parameters.get(extent_name) not in (None, ""):
         rect = alg.parameterAsExtent(parameters, extent_name, context)
         crs = alg.parameterAsExtentCrs(parameters, extent_name, context)
-    else:
-        layer = alg.parameterAsVectorLayer(parameters, layer_name, context) if layer_name else None
-        if layer is None:
+        if rect.isNull() or rect.isEmpty():
             return None
-        rect, crs = layer.extent(), layer.crs()
-    if rect.isNull() or rect.isEmpty():
+        if not crs.isValid():
+            raise QgsProcessingException(tr("The area of interest has no valid coordinate reference system"))
+        bounds = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+        return Aoi(bounds, CRS.from_user_input(_crs_text(crs)), source="QGIS Processing extent")
+    layer = alg.parameterAsVectorLayer(parameters, layer_name, context) if layer_name else None
+    if layer is None:
         return None
-    if not crs.isValid():
-        raise QgsProcessingException(tr("The area of interest has no valid coordinate reference system"))
-    bounds = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
-    return Aoi(bounds, CRS.from_user_input(_crs_text(crs)), source="QGIS Processing extent")
+    from ..gui.aoi import aoi_from_features
+
+    try:
+        return aoi_from_features(layer.getFeatures(), layer.crs(), layer.source())
+    except ValueError as exc:
+        raise QgsProcessingException(str(exc)) from None
 
 
 class _Base(QgsProcessingAlgorithm):
@@ -188,7 +192,7 @@ class _Base(QgsProcessingAlgorithm):
         return tr(text)
 
     def _advanced(self, param):
-        param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        param.setFlags(param.flags() | FLAG_ADVANCED)
         self.addParameter(param)
 
 
@@ -196,14 +200,13 @@ class _Base(QgsProcessingAlgorithm):
 
 
 THRESHOLD_MODES = ("fixed", "percentile")
-POLARISATIONS = ("VH", "VV", "both")
 
-_DOUBLE = QgsProcessingParameterNumber.Double
-# The parameters the detection algorithms share, by name: each entry makes a fresh definition from the name and
-# ``DetectParams.__dataclass_fields__`` (the defaults).  Same label, type, default and limits in every algorithm.
+# Parameters the detection algorithms share that are not detection settings (inputs, event, area, output).  The
+# detection settings themselves (windows, masks, smoothing, grid, candidates) come from core/params.py, the one
+# declaration the CLI and the dock use too (see ``_DetectBase._add_shared``).
 _DETECT_PARAMETERS = {
     "SCENES": lambda name, d: QgsProcessingParameterFile(
-        name, tr("Sentinel-1 scene folder"), behavior=QgsProcessingParameterFile.Folder),
+        name, tr("Sentinel-1 scene folder"), behavior=FILE_FOLDER),
     "DEM": lambda name, d: QgsProcessingParameterRasterLayer(name, tr("DEM (elevation in metres)")),
     "EVENT_TIME": lambda name, d: QgsProcessingParameterString(
         name, tr("Event date-time (UTC, ISO-8601, e.g. 2018-09-05T18:07:59Z)")),
@@ -211,30 +214,21 @@ _DETECT_PARAMETERS = {
         name, tr("Event identifier (default: event_<date-time>)"), optional=True),
     "AOI": lambda name, d: QgsProcessingParameterExtent(name, tr("Area of interest (extent)"), optional=True),
     "AOI_LAYER": lambda name, d: QgsProcessingParameterVectorLayer(
-        name, tr("Area of interest (extent of a polygon layer; used when no extent is given)"),
-        [QgsProcessing.TypeVectorPolygon], optional=True),
-    "PRE_DAYS": lambda name, d: QgsProcessingParameterNumber(
-        name, tr("Pre-event window (days before the event)"), _DOUBLE, d["pre_days"].default, minValue=1),
-    "POST_DAYS": lambda name, d: QgsProcessingParameterNumber(
-        name, tr("Post-event window (days after the event)"), _DOUBLE, d["post_days"].default, minValue=1),
-    "POLARISATION": lambda name, d: QgsProcessingParameterEnum(
-        name, tr("Polarisation"), options=[tr("VH"), tr("VV"), tr("VV and VH averaged")],
-        defaultValue=POLARISATIONS.index(d["polarisation"].default)),
-    "SLOPE_MIN": lambda name, d: QgsProcessingParameterNumber(
-        name, tr("Minimum slope (degrees; 0 = no slope mask)"), _DOUBLE, d["slope_min_deg"].default, minValue=0,
-        maxValue=90),
+        name, tr("Area of interest (polygon layer: its polygons mask the run; used when no extent is given)"),
+        [SOURCE_VECTOR_POLYGON], optional=True),
     "THRESHOLD": lambda name, d: QgsProcessingParameterNumber(
-        name, tr("Threshold (dB, A_ratio above it is a candidate)"), _DOUBLE, d["threshold_db"].default),
-    "MIN_AREA": lambda name, d: QgsProcessingParameterNumber(
-        name, tr("Minimum polygon area (m²)"), _DOUBLE, d["min_area_m2"].default, minValue=0),
-    "PIXEL_SIZE": lambda name, d: QgsProcessingParameterNumber(
-        name, tr("Output pixel size (m)"), _DOUBLE, d["pixel_size"].default, minValue=0.1),
-    "BLOCK_SIZE": lambda name, d: QgsProcessingParameterNumber(
-        name, tr("Processing block size (pixels; memory grows with its square)"),
-        QgsProcessingParameterNumber.Integer, d["block_size"].default, minValue=64),
+        name, tr("Threshold (dB, A_ratio above it is a candidate)"), NUMBER_DOUBLE, d["threshold_db"].default),
     "OUTPUT_FOLDER": lambda name, d: QgsProcessingParameterFolderDestination(name, tr("Output folder")),
 }
-_ADVANCED_DETECT_PARAMETERS = frozenset({"PIXEL_SIZE", "BLOCK_SIZE"})
+# The detection settings of each run type, in the order the dialogs show them.
+RATIO_SETTINGS = ("PRE_DAYS", "POST_DAYS", "PRE_RANGE", "POST_RANGE", "POLARISATION", "MERGE_ORBITS",
+                  "EDGE_NOISE_DB", "SPECKLE_SIGMA", "SLOPE_MIN", "CURV_MIN", "CURV_SIGMA", "CURV_RADIUS",
+                  "WATER_MASK")
+CANDIDATE_SETTINGS = ("SMOOTH_RATIO", "MIN_AREA", "HEATMAP_RADIUS")
+GRID_SETTINGS = ("PIXEL_SIZE", "CRS", "BLOCK_SIZE")
+# The U-Net run uses the recipe's polarisations and no speckle filter or terrain masks (the model learned them).
+MODEL_SETTINGS = ("PRE_DAYS", "POST_DAYS", "PRE_RANGE", "POST_RANGE", "MERGE_ORBITS", "EDGE_NOISE_DB",
+                  "WATER_MASK", "MIN_AREA", "HEATMAP_RADIUS")
 
 
 class _DetectBase(_Base):
@@ -268,21 +262,21 @@ class _DetectBase(_Base):
         return DetectParams.__dataclass_fields__
 
     def _add_shared(self, *names: str) -> None:
-        """Declare shared parameters (see ``_DETECT_PARAMETERS``), in the order given; grid ones are advanced."""
+        """Declare shared parameters in the order given: detection settings from core/params.py, the others from
+        ``_DETECT_PARAMETERS``."""
         d = self._defaults()
         for name in names:
-            param = _DETECT_PARAMETERS[name](name, d)
-            if name in _ADVANCED_DETECT_PARAMETERS:
-                self._advanced(param)
+            if name in BY_PROCESSING_NAME:
+                self.addParameter(make_parameter(BY_PROCESSING_NAME[name]))
             else:
-                self.addParameter(param)
+                self.addParameter(_DETECT_PARAMETERS[name](name, d))
 
     def _add_ratio_outputs(self) -> None:
         """The outputs of an A_ratio run (local or Earth Engine)."""
         self.addOutput(QgsProcessingOutputRasterLayer(self.A_RATIO, tr("A_ratio (dB)")))
         self.addOutput(QgsProcessingOutputRasterLayer(self.HEATMAP, tr("Landslide density heatmap")))
         self.addOutput(QgsProcessingOutputVectorLayer(
-            self.CANDIDATES, tr("Candidate landslides"), QgsProcessing.TypeVectorPolygon))
+            self.CANDIDATES, tr("Candidate landslides"), SOURCE_VECTOR_POLYGON))
         self.addOutput(QgsProcessingOutputFile(self.RUN_JSON, tr("Run record (run.json)")))
         self.addOutput(QgsProcessingOutputNumber(self.N_CANDIDATES, tr("Number of candidate polygons")))
         self.addOutput(QgsProcessingOutputNumber(self.THRESHOLD_DB, tr("Threshold used (dB)")))
@@ -299,6 +293,7 @@ class _DetectBase(_Base):
         """
         from ..core.catalog import parse_time
         from ..core.detect import DetectParams
+        from ..core.params import detect_fields
 
         try:
             event_time = parse_time(self.parameterAsString(parameters, self.EVENT_TIME, context))
@@ -309,16 +304,9 @@ class _DetectBase(_Base):
         if "aoi" not in overrides:
             fields["aoi"] = _aoi_parameter(self, parameters, context, self.AOI,
                                            self.AOI_LAYER if self._has(self.AOI_LAYER) else None)
-        fields["pre_days"] = self.parameterAsDouble(parameters, self.PRE_DAYS, context)
-        fields["post_days"] = self.parameterAsDouble(parameters, self.POST_DAYS, context)
-        if self._has(self.POLARISATION):
-            fields["polarisation"] = POLARISATIONS[self.parameterAsEnum(parameters, self.POLARISATION, context)]
-        if self._has(self.SLOPE_MIN):
-            slope = self.parameterAsDouble(parameters, self.SLOPE_MIN, context)
-            fields["slope_min_deg"] = slope if slope > 0 else None
-        fields["min_area_m2"] = self.parameterAsDouble(parameters, self.MIN_AREA, context)
-        fields["pixel_size"] = self.parameterAsDouble(parameters, self.PIXEL_SIZE, context)
-        fields["block_size"] = self.parameterAsInt(parameters, self.BLOCK_SIZE, context)
+        values = {spec.name: read_value(self, spec, parameters, context)
+                  for name, spec in BY_PROCESSING_NAME.items() if self._has(name)}
+        fields.update(detect_fields(values))
         fields.update(overrides)
         return DetectParams(**fields)
 
@@ -375,15 +363,15 @@ class DetectLandslidesAlgorithm(_DetectBase):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self._add_shared(self.SCENES, self.DEM, self.EVENT_TIME, self.EVENT_ID, self.AOI, self.AOI_LAYER,
-                         self.PRE_DAYS, self.POST_DAYS, self.POLARISATION, self.SLOPE_MIN)
+                         *RATIO_SETTINGS)
         self.addParameter(QgsProcessingParameterEnum(
             self.THRESHOLD_MODE, tr("Threshold rule"),
             options=[tr("Fixed threshold (dB)"), tr("Percentile of the valid pixels")], defaultValue=0))
         self._add_shared(self.THRESHOLD)
         self.addParameter(QgsProcessingParameterNumber(
-            self.PERCENTILE, tr("Percentile (when the rule is 'percentile')"), QgsProcessingParameterNumber.Double,
+            self.PERCENTILE, tr("Percentile (when the rule is 'percentile')"), NUMBER_DOUBLE,
             99.0, minValue=0.001, maxValue=99.999))
-        self._add_shared(self.MIN_AREA, self.PIXEL_SIZE, self.BLOCK_SIZE, self.OUTPUT_FOLDER)
+        self._add_shared(*CANDIDATE_SETTINGS, *GRID_SETTINGS, self.OUTPUT_FOLDER)
         self._add_ratio_outputs()
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
@@ -421,6 +409,7 @@ class CandidatesFromRatioAlgorithm(_Base):
     THRESHOLD = "THRESHOLD"
     PERCENTILE = "PERCENTILE"
     MIN_AREA = "MIN_AREA"
+    HEATMAP_RADIUS = "HEATMAP_RADIUS"
     EVENT_ID = "EVENT_ID"
     PREFIX = "PREFIX"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
@@ -456,20 +445,23 @@ class CandidatesFromRatioAlgorithm(_Base):
         self.addParameter(QgsProcessingParameterEnum(
             self.THRESHOLD_MODE, tr("Threshold rule"),
             options=[tr("Fixed threshold"), tr("Percentile of the valid pixels")], defaultValue=0))
+        from ..core.detect import DetectParams
+
+        d = DetectParams.__dataclass_fields__
         self.addParameter(QgsProcessingParameterNumber(
             self.THRESHOLD, tr("Threshold (raster units; above it is a candidate)"),
-            QgsProcessingParameterNumber.Double, 1.25))
+            NUMBER_DOUBLE, d["threshold_db"].default))
         self.addParameter(QgsProcessingParameterNumber(
-            self.PERCENTILE, tr("Percentile (when the rule is 'percentile')"), QgsProcessingParameterNumber.Double,
+            self.PERCENTILE, tr("Percentile (when the rule is 'percentile')"), NUMBER_DOUBLE,
             99.0, minValue=0.001, maxValue=99.999))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.MIN_AREA, tr("Minimum polygon area (m²)"), QgsProcessingParameterNumber.Double, 500.0, minValue=0))
+        self.addParameter(make_parameter(BY_PROCESSING_NAME[self.MIN_AREA]))
+        self.addParameter(make_parameter(BY_PROCESSING_NAME[self.HEATMAP_RADIUS]))
         self.addParameter(QgsProcessingParameterString(
             self.EVENT_ID, tr("Event identifier (default: from run.json next to the raster)"), optional=True))
         self._advanced(QgsProcessingParameterString(self.PREFIX, tr("Output file name prefix"), "", optional=True))
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, tr("Output folder")))
         self.addOutput(QgsProcessingOutputVectorLayer(
-            self.CANDIDATES, tr("Candidate landslides"), QgsProcessing.TypeVectorPolygon))
+            self.CANDIDATES, tr("Candidate landslides"), SOURCE_VECTOR_POLYGON))
         self.addOutput(QgsProcessingOutputRasterLayer(self.EXCEEDANCE, tr("Exceedance mask")))
         self.addOutput(QgsProcessingOutputRasterLayer(self.HEATMAP, tr("Landslide density heatmap")))
         self.addOutput(QgsProcessingOutputNumber(self.N_CANDIDATES, tr("Number of candidate polygons")))
@@ -493,6 +485,7 @@ class CandidatesFromRatioAlgorithm(_Base):
             threshold=self.parameterAsDouble(parameters, self.THRESHOLD, context) if mode == "fixed" else None,
             percentile=self.parameterAsDouble(parameters, self.PERCENTILE, context) if mode == "percentile" else None,
             min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
+            heatmap_radius_m=self.parameterAsDouble(parameters, self.HEATMAP_RADIUS, context),
             method=method, units=units, event_id=event_id,
         )
         fb = _Feedback(feedback)
@@ -564,7 +557,7 @@ class EvaluateAlgorithm(_Base):
             "from their first layer.")
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        types = [QgsProcessing.TypeRaster, QgsProcessing.TypeVectorPolygon]
+        types = [SOURCE_RASTER, SOURCE_VECTOR_POLYGON]
         self.addParameter(QgsProcessingParameterMapLayer(
             self.PREDICTION, tr("Prediction (mask / score raster, or polygons)"), types=types))
         self.addParameter(QgsProcessingParameterMapLayer(
@@ -574,12 +567,12 @@ class EvaluateAlgorithm(_Base):
             options=[tr("Automatic"), tr("Mask"), tr("Score"), tr("Polygons")], defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
             self.THRESHOLD, tr("Score threshold (score rasters only; default 0.5 for probabilities)"),
-            QgsProcessingParameterNumber.Double, optional=True))
+            NUMBER_DOUBLE, optional=True))
         self.addParameter(QgsProcessingParameterRasterLayer(
             self.GRID, tr("Evaluation grid (required when both inputs are polygons)"), optional=True))
         self._advanced(QgsProcessingParameterNumber(
             self.MIN_OVERLAP, tr("Minimum overlap for an object to count as detected (0 = any)"),
-            QgsProcessingParameterNumber.Double, 0.0, minValue=0.0, maxValue=1.0))
+            NUMBER_DOUBLE, 0.0, minValue=0.0, maxValue=1.0))
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT_JSON, tr("Report (JSON)"), "JSON files (*.json)", optional=True,
             createByDefault=False))
@@ -671,11 +664,11 @@ class ExportInventoryAlgorithm(_Base):
 
     def flags(self):
         # Reads the edit state of a project layer: run on the main thread (the export itself is fast).
-        return super().flags() | QgsProcessingAlgorithm.FlagNoThreading
+        return super().flags() | FLAG_NO_THREADING
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterVectorLayer(
-            self.CANDIDATES, tr("Reviewed candidates (GeoPackage layer)"), [QgsProcessing.TypeVectorPolygon]))
+            self.CANDIDATES, tr("Reviewed candidates (GeoPackage layer)"), [SOURCE_VECTOR_POLYGON]))
         self.addParameter(QgsProcessingParameterFileDestination(
             self.INVENTORY, tr("Training inventory (GeoPackage; created if missing, otherwise appended to)"),
             "GeoPackage (*.gpkg)"))
@@ -693,7 +686,7 @@ class ExportInventoryAlgorithm(_Base):
                                   (self.TOTAL, "Rows in the inventory")):
             self.addOutput(QgsProcessingOutputNumber(name, tr(description)))
         self.addOutput(QgsProcessingOutputVectorLayer(
-            self.INVENTORY_LAYER, tr("Inventory layer"), QgsProcessing.TypeVectorPolygon))
+            self.INVENTORY_LAYER, tr("Inventory layer"), SOURCE_VECTOR_POLYGON))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         from ..core.inventory import EXPORT_STATUSES, TRAINING_STATUSES, export_reviewed, inventory_counts
@@ -781,23 +774,20 @@ class DetectModelAlgorithm(_DetectBase):
             defaultValue=_shipped_model(), optional=True))
         self.addParameter(QgsProcessingParameterNumber(
             self.PROB_THRESHOLD, tr("Probability threshold (0-1; default: the model's own)"),
-            QgsProcessingParameterNumber.Double, optional=True, minValue=0.0, maxValue=1.0))
+            NUMBER_DOUBLE, optional=True, minValue=0.0, maxValue=1.0))
         self.addParameter(QgsProcessingParameterBoolean(
             self.AGREEMENT, tr("Also run A_ratio and write the agreement layer"), False))
-        self._add_shared(self.PRE_DAYS, self.POST_DAYS, self.MIN_AREA)
+        self._add_shared(*MODEL_SETTINGS)
         self._advanced(QgsProcessingParameterNumber(
             self.A_RATIO_THRESHOLD, tr("A_ratio threshold of the agreement run (dB)"),
-            QgsProcessingParameterNumber.Double, d["threshold_db"].default))
-        self._advanced(QgsProcessingParameterNumber(
-            self.PIXEL_SIZE, tr("Output pixel size (m; must match the model's training pixel size)"),
-            QgsProcessingParameterNumber.Double, d["pixel_size"].default, minValue=0.1))
-        self._add_shared(self.BLOCK_SIZE)
+            NUMBER_DOUBLE, d["threshold_db"].default))
+        self._add_shared(*GRID_SETTINGS)
         self._advanced(QgsProcessingParameterBoolean(
             self.CPU_ONLY, tr("Run the model on the CPU even when a GPU is available"), False))
         self._add_shared(self.OUTPUT_FOLDER)
         self.addOutput(QgsProcessingOutputRasterLayer(self.PROBABILITY, tr("Landslide probability")))
         self.addOutput(QgsProcessingOutputVectorLayer(
-            self.CANDIDATES, tr("Candidate landslides"), QgsProcessing.TypeVectorPolygon))
+            self.CANDIDATES, tr("Candidate landslides"), SOURCE_VECTOR_POLYGON))
         self.addOutput(QgsProcessingOutputRasterLayer(self.HEATMAP, tr("Landslide density heatmap")))
         self.addOutput(QgsProcessingOutputFile(self.RUN_JSON, tr("Run record (run.json)")))
         self.addOutput(QgsProcessingOutputNumber(self.N_CANDIDATES, tr("Number of candidate polygons")))
@@ -938,14 +928,13 @@ class DetectEarthEngineAlgorithm(_DetectBase):
         self.addParameter(QgsProcessingParameterEnum(
             self.ORBIT, tr("Orbit pass"), options=[tr("Both"), tr("Ascending"), tr("Descending")],
             defaultValue=0))
-        self._add_shared(self.PRE_DAYS, self.POST_DAYS, self.POLARISATION, self.SLOPE_MIN, self.THRESHOLD,
-                         self.MIN_AREA, self.PIXEL_SIZE, self.BLOCK_SIZE)
+        self._add_shared(*RATIO_SETTINGS, self.THRESHOLD, *CANDIDATE_SETTINGS, *GRID_SETTINGS)
         self._advanced(QgsProcessingParameterFile(
             self.SERVICE_ACCOUNT_KEY, tr("Service-account JSON key (instead of the user's sign-in)"),
             extension="json", optional=True))
         self._advanced(QgsProcessingParameterFile(
             self.CACHE_FOLDER, tr("Download cache folder (default: the user cache folder)"),
-            behavior=QgsProcessingParameterFile.Folder, optional=True))
+            behavior=FILE_FOLDER, optional=True))
         self._advanced(QgsProcessingParameterBoolean(self.NO_CACHE, tr("Do not cache downloads"), False))
         self._add_shared(self.OUTPUT_FOLDER)
         self._add_ratio_outputs()
