@@ -327,7 +327,7 @@ def read_catalog(folder: str | Path) -> Catalog:
         try:
             _from_name(info)
             _read_header(info)
-        except rasterio.errors.RasterioError as exc:
+        except (rasterio.errors.RasterioError, rasterio.errors.RasterioIOError) as exc:  # 1.3: unrelated
             skipped.append((path, f"not a readable GeoTIFF ({str(exc).splitlines()[0]})"))
             continue
         except CatalogError as exc:

@@ -33,6 +33,11 @@ class GridError(ValueError):
     """The AOI or an input cannot be placed on the output grid; the message says why."""
 
 
+def compose(first: Affine, second: Affine) -> Affine:
+    """``first @ second``; affine < 3 (Debian 12's python3-affine 2.4) has no ``@`` and composes with ``*``."""
+    return first @ second if hasattr(type(first), "__matmul__") else first * second
+
+
 @dataclass(frozen=True)
 class Grid:
     """A north-up raster grid: CRS, affine transform and size in pixels."""
@@ -58,7 +63,7 @@ class Grid:
         """The grid grown by ``halo`` pixels on every side (for neighbourhood operations)."""
         return Grid(
             self.crs,
-            self.transform @ Affine.translation(-halo, -halo),
+            compose(self.transform, Affine.translation(-halo, -halo)),
             self.width + 2 * halo,
             self.height + 2 * halo,
         )
@@ -220,7 +225,7 @@ class RasterOnGrid:
         self.halo = halo
         try:
             self._src = rasterio.open(self.path)
-        except rasterio.errors.RasterioError as exc:
+        except (rasterio.errors.RasterioError, rasterio.errors.RasterioIOError) as exc:  # 1.3: unrelated
             raise GridError(f"cannot read {self.path.name}: {str(exc).splitlines()[0]}") from None
         if self._src.crs is None:
             self._src.close()
