@@ -14,7 +14,7 @@ SAMPLE_EVENT := 2018-09-05T18:07:59Z
 OUT ?= out/demo
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: help setup demo test test-unit test-qgis bench package lint sample screenshot train-demo clean
+.PHONY: help setup demo test test-unit test-qgis bench package lint sample screenshot train-demo install-dev clean
 
 help:
 	@echo "make demo     install what is missing, detect landslides on the synthetic sample scene"
@@ -22,6 +22,7 @@ help:
 	@echo "make setup    install QGIS (Debian) if needed and the Python packages into $(VENV)"
 	@echo "make bench    run the benchmarks, write JSON reports in bench/"
 	@echo "make package  build the plugin zip for the QGIS plugin repository (dist/)"
+	@echo "make install-dev  link this checkout into a QGIS profile (QGIS_PROFILE=dir, default: the default profile)"
 	@echo "make lint     ruff on everything, bandit on the plugin package"
 	@echo "make sample   regenerate the sample scene byte for byte"
 	@echo "make screenshot  screenshot of the dock after a run on the sample scene (docs/dock.png)"
@@ -65,6 +66,9 @@ bench: setup
 
 package: setup
 	$(PY) .ci/package_plugin.py --out dist
+
+install-dev:
+	$(SYSTEM_PYTHON) .ci/install_dev.py $(if $(QGIS_PROFILE),--profile-dir "$(QGIS_PROFILE)")
 
 lint: setup
 	$(PY) -m ruff check --config .ci/ruff.toml landslide_sar_plugin training tests .ci
