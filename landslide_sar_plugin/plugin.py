@@ -84,6 +84,8 @@ class LandslideSarPlugin:
         if self.dock is not None and not hasattr(self.dock, "start_detection"):
             visible = self.action is not None and self.action.isChecked()
             self.dock.visibilityChanged.disconnect(self._sync_action)
+            if hasattr(self.dock, "cleanup"):
+                self.dock.cleanup()
             self.iface.removeDockWidget(self.dock)
             self.dock.deleteLater()
             self.dock = None
@@ -133,6 +135,8 @@ class LandslideSarPlugin:
                 self.dock.task.cancel()
             if hasattr(self.dock, "save_settings"):
                 self.dock.save_settings()
+            if hasattr(self.dock, "cleanup"):
+                self.dock.cleanup()
             self.iface.removeDockWidget(self.dock)
             self.dock.deleteLater()
             self.dock = None
