@@ -113,8 +113,10 @@ def _layer_file(layer, what: str) -> tuple[str, str | None]:
     return path, layer_name
 
 
-def _load_on_completion(context: QgsProcessingContext, uri: str, name: str, output: str, kind: str) -> None:
-    """Ask Processing to add an output to the project when the algorithm finishes (toolbox runs)."""
+def _load_on_completion(context: QgsProcessingContext, uri: str, name: str, output: str, kind: str,
+                        style: str | None = None, threshold: float | None = None) -> None:
+    """Ask Processing to add an output to the project when the algorithm finishes (toolbox runs), styled as the
+    dock styles it (``style`` names the run output, see processing/styles.py)."""
     if context.project() is None:
         return
     details = QgsProcessingContext.LayerDetails(name, context.project(), output)
@@ -122,6 +124,10 @@ def _load_on_completion(context: QgsProcessingContext, uri: str, name: str, outp
         details.layerTypeHint = LAYER_HINT_VECTOR
     elif kind == "raster":
         details.layerTypeHint = LAYER_HINT_RASTER
+    if style is not None:
+        from .styles import post_processor
+
+        details.setPostProcessor(post_processor(style, threshold))
     context.addLayerToLoadOnCompletion(uri, details)
 
 
@@ -317,8 +323,10 @@ class _DetectBase(_Base):
         files = result.files
         event = result.run_info.get("event_id") or params.event_id or "event"
         cand_uri = f"{files['candidates']}|layername=candidates"
-        _load_on_completion(context, str(files["a_ratio"]), a_ratio_label.format(event), self.A_RATIO, "raster")
-        _load_on_completion(context, cand_uri, candidates_label.format(event), self.CANDIDATES, "vector")
+        _load_on_completion(context, str(files["a_ratio"]), a_ratio_label.format(event), self.A_RATIO, "raster",
+                            "a_ratio", float(result.threshold_db))
+        _load_on_completion(context, cand_uri, candidates_label.format(event), self.CANDIDATES, "vector",
+                            "candidates")
         return {
             self.OUTPUT_FOLDER: str(result.out_dir),
             self.A_RATIO: str(files["a_ratio"]),
@@ -495,7 +503,7 @@ class CandidatesFromRatioAlgorithm(_Base):
         feedback.pushInfo(tr("Threshold {:.4g}; {} candidate polygons").format(result.threshold, result.n_candidates))
         cand_uri = f"{result.files['candidates']}|layername=candidates"
         _load_on_completion(context, cand_uri, tr("Candidates (threshold {:.3g})").format(result.threshold),
-                            self.CANDIDATES, "vector")
+                            self.CANDIDATES, "vector", "candidates")
         return {
             self.OUTPUT_FOLDER: str(result.out_dir),
             self.CANDIDATES: cand_uri,
@@ -851,8 +859,9 @@ class DetectModelAlgorithm(_DetectBase):
             self.THRESHOLD: float(result.threshold),
         }
         _load_on_completion(context, str(files["probability"]), tr("Probability {}").format(event),
-                            self.PROBABILITY, "raster")
-        _load_on_completion(context, cand_uri, tr("Model candidates {}").format(event), self.CANDIDATES, "vector")
+                            self.PROBABILITY, "raster", "probability", float(result.threshold))
+        _load_on_completion(context, cand_uri, tr("Model candidates {}").format(event), self.CANDIDATES, "vector",
+                            "candidates")
         if agreement:
             ratio = _core_call(run_detection, scenes, dem, out / "a_ratio", params, progress=fb.sub(0.6, 0.95),
                                is_cancelled=fb.is_cancelled)
@@ -864,7 +873,7 @@ class DetectModelAlgorithm(_DetectBase):
             results[self.AGREEMENT_RASTER] = str(path)
             results[self.A_RATIO] = str(ratio.files["a_ratio"])
             _load_on_completion(context, str(path), tr("Agreement {}").format(event), self.AGREEMENT_RASTER,
-                                "raster")
+                                "raster", "agreement")
         return results
 
 

@@ -108,3 +108,19 @@ def test_a_polygon_layer_masks_the_run_by_its_polygon_not_its_extent(provider, t
     assert not np.isfinite(ratio[outside]).any()  # ... and everything beyond its hypotenuse is masked
     run = json.loads(Path(res["RUN_JSON"]).read_text())
     assert run["parameters"]["aoi"]["polygon"] is True
+
+
+def test_processing_outputs_load_styled_like_the_dock(provider, tmp_path, clean_project):  # noqa: F811
+    import processing
+    from qgis.core import QgsCategorizedSymbolRenderer, QgsSingleBandPseudoColorRenderer
+
+    processing.runAndLoadResults("landslidesar:detect_a_ratio", detect_params(tmp_path / "styled", THRESHOLD=1.5))
+    layers = {layer.name(): layer for layer in clean_project.mapLayers().values()}
+    ratio = next(layer for name, layer in layers.items() if name.startswith("A_ratio"))
+    candidates = next(layer for name, layer in layers.items() if name.startswith("Candidates"))
+    renderer = ratio.renderer()
+    assert isinstance(renderer, QgsSingleBandPseudoColorRenderer)
+    labels = [i.label for i in renderer.shader().rasterShaderFunction().colorRampItemList()]
+    assert "threshold 1.50 dB" in labels and renderer.nodataColor().alpha() > 0
+    assert isinstance(candidates.renderer(), QgsCategorizedSymbolRenderer)
+    assert candidates.renderer().classAttribute() == "status"
