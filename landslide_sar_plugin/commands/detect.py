@@ -82,6 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     me.add_argument("--model-threshold", type=float, metavar="P",
                     help="probability threshold for the model's candidates (default: the model's own)")
     me.add_argument("--cpu", action="store_true", help="run the model on the CPU even when a GPU provider exists")
+    me.add_argument("--write-composite", action="store_true",
+                    help="also write the model's input stack on the run grid (composite.tif, one per track), without "
+                         "NaN, to run the model in other tools such as the Deepness QGIS plugin")
 
     st = parser.add_argument_group("stacks")
     add_cli_arguments(st, *STACK_PARAMS)
@@ -205,7 +208,8 @@ def run(args) -> int:
 
             results.append(("model", run_model_detection(
                 args.scenes, args.dem, out / "model" if method == "both" else out, params, model_path,
-                progress=bar, threshold=args.model_threshold, prefer_gpu=not args.cpu)))
+                progress=bar, threshold=args.model_threshold, prefer_gpu=not args.cpu,
+                write_composite=getattr(args, "write_composite", False))))
         agreement = None
         if method == "both":
             from ..core.detect_model import write_agreement

@@ -186,6 +186,7 @@ def run_model_detection(
     threads: int | None = None,
     batch_size: int = 8,
     threshold: float | None = None,
+    write_composite: bool = False,
 ) -> ModelDetectResult:
     """Run the ONNX model over the event and write its outputs into ``out_dir`` (see the module docstring).
 
@@ -194,8 +195,12 @@ def run_model_detection(
     model's.  ``layover_masks`` maps an orbit pass (or ``"any"``) to a raster
     whose non-zero pixels are layover/shadow in that geometry (masked, not
     predicted).  ``threshold`` replaces the model's probability threshold
-    (the dock's slider).  A cancel (``is_cancelled()``, polled per batch of tiles)
-    raises :class:`~.staging.Cancelled` and leaves no output.
+    (the dock's slider).  ``write_composite`` also writes the model's input stack
+    on the run grid, per track (``composite.tif``, or ``composite_<pass>_r<orbit>.tif``
+    when several tracks are used), with the network's neutral value instead of
+    NaN, so other tools (the Deepness plugin) can run the model on it.  A cancel
+    (``is_cancelled()``, polled per batch of tiles) raises
+    :class:`~.staging.Cancelled` and leaves no output.
     """
     params.validate()
     t_start = time.perf_counter()
@@ -222,12 +227,14 @@ def run_model_detection(
 
     run_threshold = info.threshold if threshold is None else float(threshold)
     return run_staged(out, lambda staging: _run_staged(scenes_dir, dem, out, staging, params, prep, tracks, model,
-                                                      recipe, layover_masks or {}, run_threshold, timings, prog),
+                                                      recipe, layover_masks or {}, run_threshold, timings, prog,
+                                                      write_composite),
                       timings, t_start)
 
 
 def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectParams, prep, tracks, model,
-                recipe: Recipe, layover_masks, threshold: float, timings: dict, prog: Progress) -> ModelDetectResult:
+                recipe: Recipe, layover_masks, threshold: float, timings: dict, prog: Progress,
+                write_composite: bool = False) -> ModelDetectResult:
     info: ModelInfo = model.info
     grid, selection = prep.grid, prep.selection
     px = grid.pixel_size
@@ -262,6 +269,8 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
                   "ORBIT_PASSES": ",".join(passes),
                   "DEFINITION": "tiled ONNX inference with cosine-blended overlaps; tracks then passes averaged; "
                                 "NaN = no data, layover/shadow, water or outside the AOI"})
+        composites = _composite_rasters(staging, grid, info, tracks, tags) if write_composite else {}
+        staged.update({c.name: c for c in composites.values()})
 
         block = params.block_size
         n_blocks = n_block_plans(grid.height, grid.width, block)
@@ -270,7 +279,7 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
         for i, plan in enumerate(block_plans(grid.height, grid.width, info.tile_size, info.tile_overlap, block)):
             prog(i / n_blocks, f"model inference: block {i + 1} of {n_blocks}")
             prob = _model_block(plan, grid, params, tracks, refs, dem_reader, dem_halo, recipe, model, caches,
-                                water_reader, mask_readers, prog, i, n_blocks)
+                                water_reader, mask_readers, prog, i, n_blocks, composites)
             staged["probability"].write(plan.core, prob)
         prog(1.0, "model inference done")
     finally:
@@ -326,12 +335,14 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
 
 def _model_block(plan: BlockPlan, grid: Grid, params: DetectParams, tracks, refs, dem_reader, dem_halo, recipe,
                  model: TiledModel, caches, water_reader, mask_readers, prog: Progress, i: int,
-                 n_blocks: int) -> np.ndarray:
+                 n_blocks: int, composites=None) -> np.ndarray:
     px = grid.pixel_size
     by_pass: dict[str, list[np.ndarray]] = {}
     for k, track in enumerate(tracks):
         comp = read_track_composite(recipe, refs[track], plan.extent, dem_reader, dem_halo, px,
                                     edge_noise_db=params.edge_noise_db)
+        if composites:
+            _write_composite_block(composites[track], comp, plan, model.info)
         reader = mask_readers.get(track[0]) or mask_readers.get("any")
         flagged = None
         if reader is not None:
@@ -352,6 +363,31 @@ def _model_block(plan: BlockPlan, grid: Grid, params: DetectParams, tracks, refs
     if inside is not None:
         prob[~inside] = np.nan
     return np.clip(prob, 0.0, 1.0).astype(np.float32)
+
+
+def _composite_rasters(staging: Path, grid: Grid, info: ModelInfo, tracks, tags: dict) -> dict:
+    """One staged raster per track for the model's input stack (``write_composite``)."""
+    out = {}
+    for track in tracks:
+        name = "composite" if len(tracks) == 1 else f"composite_{track[0].lower()}_r{int(track[1] or 0):03d}"
+        out[track] = StagedRaster(
+            staging, name, grid, count=info.n_bands, dtype="float32", nodata=None,
+            descriptions=[f"{b} ({u})" for b, u in zip(info.band_names, info.units or [""] * info.n_bands)],
+            tags={**tags, "COMPOSITE": info.composite, "ORBIT_PASS": track[0], "RELATIVE_ORBIT": str(track[1]),
+                  "DEFINITION": f"the model's input bands ({', '.join(info.band_names)}) before normalisation; "
+                                "missing values hold the value the network sees there (no NaN)"})
+    return out
+
+
+def _write_composite_block(staged: StagedRaster, comp: np.ndarray, plan: BlockPlan, info: ModelInfo) -> None:
+    """Write the block's core of one track's composite, NaN replaced by the network's neutral input."""
+    from .model import neutral_inputs
+
+    r0, c0 = int(plan.core.row_off - plan.extent.row_off), int(plan.core.col_off - plan.extent.col_off)
+    core = np.array(comp[:, r0:r0 + int(plan.core.height), c0:c0 + int(plan.core.width)], np.float32)
+    for band, fill in enumerate(neutral_inputs(info)):
+        core[band][~np.isfinite(core[band])] = fill
+    staged.write(plan.core, core)
 
 
 def add_model_fields(gpkg_path: Path, info: ModelInfo, *, synthetic: bool, threshold: float, event_id: str,

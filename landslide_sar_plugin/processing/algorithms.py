@@ -742,6 +742,7 @@ class DetectModelAlgorithm(_DetectBase):
     AGREEMENT = "AGREEMENT"
     A_RATIO_THRESHOLD = "A_RATIO_THRESHOLD"
     CPU_ONLY = "CPU_ONLY"
+    WRITE_COMPOSITE = "WRITE_COMPOSITE"
     PROBABILITY = "PROBABILITY"
     THRESHOLD = "THRESHOLD"
     AGREEMENT_RASTER = "AGREEMENT_RASTER"
@@ -792,6 +793,9 @@ class DetectModelAlgorithm(_DetectBase):
         self._add_shared(*GRID_SETTINGS)
         self._advanced(QgsProcessingParameterBoolean(
             self.CPU_ONLY, tr("Run the model on the CPU even when a GPU is available"), False))
+        self._advanced(QgsProcessingParameterBoolean(
+            self.WRITE_COMPOSITE, tr("Also write the model's input (composite.tif per track, for the Deepness "
+                                     "plugin)"), False))
         self._add_shared(self.OUTPUT_FOLDER)
         self.addOutput(QgsProcessingOutputRasterLayer(self.PROBABILITY, tr("Landslide probability")))
         self.addOutput(QgsProcessingOutputVectorLayer(
@@ -835,7 +839,8 @@ class DetectModelAlgorithm(_DetectBase):
         result = _core_call(run_model_detection, scenes, dem, model_dir, params, model,
                             progress=fb.sub(0.0, 0.6) if agreement else fb.progress, is_cancelled=fb.is_cancelled,
                             threshold=threshold,
-                            prefer_gpu=not self.parameterAsBoolean(parameters, self.CPU_ONLY, context))
+                            prefer_gpu=not self.parameterAsBoolean(parameters, self.CPU_ONLY, context),
+                            write_composite=self.parameterAsBoolean(parameters, self.WRITE_COMPOSITE, context))
         for warning in result.warnings:
             feedback.pushWarning(warning)
         if result.synthetic:
