@@ -23,7 +23,7 @@ help:
 	@echo "make bench    run the benchmarks, write JSON reports in bench/"
 	@echo "make package  build the plugin zip for the QGIS plugin repository (dist/)"
 	@echo "make install-dev  link this checkout into a QGIS profile (QGIS_PROFILE=dir, default: the default profile)"
-	@echo "make lint     ruff on everything, bandit on the plugin package"
+	@echo "make lint     ruff on everything; the plugin repository's scan (bandit, detect-secrets, flake8) on the zip"
 	@echo "make sample   regenerate the sample scene byte for byte"
 	@echo "make screenshot  screenshot of the dock after a run on the sample scene (docs/dock.png)"
 	@echo "make train-demo  train the shipped ONNX model from scratch on simulated events (CPU, ~10-20 min)"
@@ -70,9 +70,12 @@ package: setup
 install-dev:
 	$(SYSTEM_PYTHON) .ci/install_dev.py $(if $(QGIS_PROFILE),--profile-dir "$(QGIS_PROFILE)")
 
+# ruff on everything; then the QGIS plugin repository's own upload scan (bandit, detect-secrets, flake8 with
+# flake8-qgis) on the unpacked release zip, exactly as plugins.qgis.org runs it (.ci/plugin_scan.py).
 lint: setup
 	$(PY) -m ruff check --config .ci/ruff.toml landslide_sar_plugin training tests .ci
 	$(PY) -m bandit -q -r landslide_sar_plugin -c .ci/bandit.yaml
+	$(PY) .ci/plugin_scan.py
 
 sample: setup
 	$(PY) -m landslide_sar_plugin simulate --preset sample --seed $(SAMPLE_SEED) --out $(SAMPLE)

@@ -368,8 +368,10 @@ def run_detection(
     catalog, selection, grid, warnings = prep.catalog, prep.selection, prep.grid, prep.warnings
     timings["catalogue_s"] = time.perf_counter() - t_start
 
-    return run_staged(out, lambda staging: _run_staged(scenes_dir, dem, out, staging, params, catalog, selection,
-                                                      grid, warnings, timings, prog), timings, t_start)
+    def body(staging):
+        return _run_staged(scenes_dir, dem, out, staging, params, catalog, selection, grid, warnings, timings, prog)
+
+    return run_staged(out, body, timings, t_start)
 
 
 def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectParams, catalog: cat.Catalog,

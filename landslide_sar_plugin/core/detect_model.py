@@ -226,10 +226,12 @@ def run_model_detection(
     timings["catalogue_s"] = time.perf_counter() - t_start
 
     run_threshold = info.threshold if threshold is None else float(threshold)
-    return run_staged(out, lambda staging: _run_staged(scenes_dir, dem, out, staging, params, prep, tracks, model,
-                                                      recipe, layover_masks or {}, run_threshold, timings, prog,
-                                                      write_composite),
-                      timings, t_start)
+
+    def body(staging):
+        return _run_staged(scenes_dir, dem, out, staging, params, prep, tracks, model, recipe, layover_masks or {},
+                           run_threshold, timings, prog, write_composite)
+
+    return run_staged(out, body, timings, t_start)
 
 
 def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectParams, prep, tracks, model,

@@ -132,8 +132,8 @@ def interpreter_candidates(system: str, executable: str, exec_prefix: str, base_
             bundle = exe.split("/Contents/MacOS")[0]
             out += [f"{bundle}/Contents/MacOS/bin/python{major}.{minor}", f"{bundle}/Contents/MacOS/bin/python3"]
     base = paths.basename(exe).lower()
-    inside = any(exe.startswith(p + ("\\" if system.startswith("win") else "/")) for p in (exec_prefix,
-                                                                                          base_exec_prefix) if p)
+    sep = "\\" if system.startswith("win") else "/"
+    inside = any(exe.startswith(p + sep) for p in (exec_prefix, base_exec_prefix) if p)
     if base.startswith("python") and inside:
         out.append(exe)
     seen, unique = set(), []
