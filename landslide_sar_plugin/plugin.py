@@ -96,15 +96,21 @@ class LandslideSarPlugin:
     def _ensure_dock(self):
         if self.dock is None:
             if self.missing:
+                from .core.dependencies import install_command
                 from .gui.dock_missing import MissingDependenciesDock
+                from .gui.installer import missing_message
 
-                self.dock = MissingDependenciesDock(self.missing_message(), self.iface.mainWindow(),
-                                                    on_install=self.show_dependencies_dialog)
+                self.dock = MissingDependenciesDock(missing_message(self.missing, with_command=False),
+                                                    self.iface.mainWindow(), on_install=self.show_dependencies_dialog,
+                                                    command=install_command(self.missing))
             else:
                 from .gui.dock import LandslideDock  # imports rasterio: only once it is known to be there
 
                 self.dock = LandslideDock(self.iface, self.iface.mainWindow())
             self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
+            window = self.iface.mainWindow()
+            if hasattr(window, "resizeDocks"):  # a first-time dock opens at its content's width, not ~250 px
+                window.resizeDocks([self.dock], [360], Qt.Orientation.Horizontal)
             self.dock.visibilityChanged.connect(self._sync_action)
         return self.dock
 

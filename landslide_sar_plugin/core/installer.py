@@ -4,10 +4,18 @@ Why a private folder: QGIS's own Python is often not writable (Windows
 ``Program Files``), is managed by the OS (Debian 12 refuses ``pip install
 --user`` with PEP 668 "externally-managed-environment"), or is inside a signed
 app bundle (macOS).  ``pip install --target DIR`` writes only into ``DIR``
-(pip skips the PEP 668 check for ``--target``), and the plugin appends ``DIR``
-to ``sys.path`` at start-up (:func:`activate`).  It is appended, not
-prepended, so the packages QGIS ships (numpy, GDAL's bindings) always win and
-a duplicate numpy pulled in by pip never shadows QGIS's.
+(pip skips the PEP 668 check for ``--target``), and the plugin puts ``DIR``
+at the front of ``sys.path`` at start-up (:func:`activate`).
+
+In front, because what pip resolved must be what imports: Debian 12's QGIS
+Python has attrs 22.2, with which the affine 3 that pip picks for rasterio
+fails at run time ("No '__dict__' attribute on 'Affine' instance"), although
+affine declares ``attrs>=21.3``; found in the real QGIS desktop.  Packages
+QGIS already has at the same version (numpy, pinned to QGIS's) are removed
+from the folder, so QGIS's own numpy and its GDAL bindings are never
+shadowed.  Before the folder is published, the new packages are imported (and
+smoke-tested) in a fresh process of QGIS's Python with the folder in front,
+exactly as the plugin will see them; a failure publishes nothing.
 
 The folder is versioned: ``<base>/py3.11-linux-x86_64-deps1`` names the
 Python minor version (compiled wheels are per version), the platform and
@@ -92,12 +100,12 @@ def site_dir_hint() -> Path:
 
 
 def activate(base: str | os.PathLike | None = None) -> Path:
-    """Append the private package folder to ``sys.path`` (once) so packages installed there import."""
+    """Put the private package folder at the front of ``sys.path`` (once) so packages installed there import."""
     global _active_base
     _active_base = Path(base) if base is not None else default_base()
     folder = site_dir(_active_base)
     if folder.is_dir() and str(folder) not in sys.path:
-        sys.path.append(str(folder))
+        sys.path.insert(0, str(folder))
         importlib.invalidate_caches()
     return folder
 
@@ -288,6 +296,9 @@ def install_packages(pip_names: Sequence[str], target: str | os.PathLike, *, pyt
             log("$ " + " ".join(cmd))
             _run_pip(cmd, log, progress, is_cancelled, timeout_s, (i / len(groups), (i + 1) / len(groups)),
                      len(requirements))
+        for name in drop_duplicates(staging):
+            log(f"kept QGIS's own {name} (the same version); removed pip's copy")
+        check_imports(python, staging, pip_names, log)
         _merge_into(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -345,6 +356,60 @@ def _pip_failure(tail: list[str], code: int) -> str:
         why = f"pip stopped with exit code {code}"
     last = tail[-1] if tail else ""
     return f"installing failed: {why}; pip said: {last[:300]} (the full log is in the installer window)"
+
+
+# A few lines per package that exercise what broke in practice (affine's attrs-based cached properties).
+SMOKE_TESTS = {
+    "rasterio": "from rasterio.transform import from_origin; t = from_origin(0.0, 10.0, 1.0, 1.0); "
+                "assert (~t * (0.0, 0.0)) == (0.0, 10.0) and t == t",
+    "onnxruntime": "assert 'CPUExecutionProvider' in onnxruntime.get_available_providers()",
+}
+
+
+def check_imports(python: str, folder: Path, pip_names: Sequence[str], log: LogFn) -> None:
+    """Import each package from ``folder`` (in front of QGIS's own packages) in a fresh process; raise if one fails."""
+    for name in pip_names:
+        pkg = BY_PIP.get(name)
+        module = pkg.module if pkg else name.replace("-", "_")
+        code = (f"import sys; sys.path.insert(0, {str(folder)!r}); import {module}; "
+                + SMOKE_TESTS.get(module, "pass"))
+        try:
+            proc = subprocess.run([python, "-c", code], capture_output=True, text=True,  # noqa: S603  # nosec B603
+                                  timeout=300, env=install_environment())
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise InstallerError(f"{name} could not be tried after installing ({exc})") from None
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+            log(proc.stderr)
+            raise InstallerError(f"{name} was installed but does not import in QGIS's Python ({last[:200]}); nothing "
+                                 "was kept; send the diagnostics with a bug report")
+        log(f"{name}: imports and works")
+
+
+def drop_duplicates(staging: Path) -> list[str]:
+    """Remove from ``staging`` each distribution the running Python already has at the same version."""
+    import importlib.metadata as md
+
+    dropped = []
+    for info in sorted(staging.glob("*.dist-info")):
+        meta = md.PathDistribution(info)
+        name, version = meta.metadata["Name"], meta.version
+        try:
+            if md.version(name) != version:
+                continue
+        except md.PackageNotFoundError:
+            continue
+        root = staging.resolve()
+        for rel in (meta.files or []):
+            path = (staging / rel).resolve()
+            if root in path.parents and path.is_file():  # never outside the staging folder (RECORD has ../bin)
+                path.unlink()
+        shutil.rmtree(info, ignore_errors=True)
+        dropped.append(f"{name} {version}")
+    for folder in sorted((p for p in staging.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    return dropped
 
 
 def _merge_into(staging: Path, target: Path) -> None:

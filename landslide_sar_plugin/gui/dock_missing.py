@@ -13,7 +13,7 @@ def tr(text: str) -> str:
 class MissingDependenciesDock(QDockWidget):
     OBJECT_NAME = "LandslideSarMapperDock"
 
-    def __init__(self, message: str, parent=None, on_install=None):
+    def __init__(self, message: str, parent=None, on_install=None, command: str = ""):
         super().__init__(tr("Landslide SAR mapper"), parent)
         self.setObjectName(self.OBJECT_NAME)
         self.task = None
@@ -29,5 +29,11 @@ class MissingDependenciesDock(QDockWidget):
         if on_install is not None:
             self.install_button.clicked.connect(on_install)
         layout.addWidget(self.install_button)
+        if command:
+            self.command_label = QLabel(tr("Or, from a terminal:") + f"<br><code>{command}</code>")
+            self.command_label.setWordWrap(True)
+            self.command_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self.command_label.setStyleSheet("color: #555;")
+            layout.addWidget(self.command_label)
         layout.addStretch(1)
         self.setWidget(body)

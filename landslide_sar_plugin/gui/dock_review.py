@@ -61,6 +61,10 @@ class ThresholdReviewMixin:
         out_dir = self.run_result.out_dir
         self.run_layers = {}
         self.run_result = None
+        self.histogram = None
+        self.histogram_widget.set_histogram(None)
+        self.histogram_widget.set_threshold(None)
+        self.threshold_info.setText("")
         self.threshold_group.setEnabled(False)
         self.review_group.setEnabled(False)
         self.show_info(tr("The project was cleared; the run's files are still in {d} (add them back or run Detect "

@@ -135,7 +135,7 @@ class DependenciesDialog(QDialog):
             buttons.addButton(button, QDialogButtonBox.ButtonRole.ActionRole)
         buttons.addButton(QDialogButtonBox.StandardButton.Close).clicked.connect(self.close)
         layout.addWidget(buttons)
-        self.resize(640, 520)
+        self.resize(760, 560)
         self.refresh()
 
     def refresh(self) -> None:
@@ -145,7 +145,9 @@ class DependenciesDialog(QDialog):
             if widget is not None:
                 widget.deleteLater()
         self.checks = {}
-        for row, info in enumerate(installer.package_report()):
+        for col, title in enumerate((tr("Package"), tr("Installed"), tr("Needed for"))):
+            self.grid.addWidget(QLabel(f"<b>{title}</b>"), 0, col)
+        for row, info in enumerate(installer.package_report(), start=1):
             present = info["version"] is not None
             check = QCheckBox(info["pip"])
             check.setChecked(not present and info["required"])
@@ -153,11 +155,14 @@ class DependenciesDialog(QDialog):
             check.toggled.connect(lambda _: self._update_install_button())
             self.checks[info["pip"]] = check
             self.grid.addWidget(check, row, 0)
+            state = QLabel(tr("error") if info["error"] else (info["version"] if present else tr("missing")))
+            state.setToolTip(info["error"] or info["location"] or "")
+            if not present:
+                state.setStyleSheet("color: #b00020; font-weight: bold;" if info["required"] else "font-weight: bold;")
+            self.grid.addWidget(state, row, 1)
             kind = tr("required") if info["required"] else tr("optional")
-            state = info["error"] or (tr("{v} installed").format(v=info["version"]) if present else tr("missing"))
-            label = QLabel(f"{kind}: {tr(info['purpose'])} — <b>{state}</b>")
-            label.setWordWrap(True)
-            self.grid.addWidget(label, row, 1)
+            self.grid.addWidget(QLabel(f"{tr(info['purpose'])} ({kind})"), row, 2)
+        self.grid.setColumnStretch(2, 1)
         self._update_install_button()
 
     def _update_install_button(self) -> None:
@@ -225,8 +230,11 @@ class DependenciesDialog(QDialog):
         super().closeEvent(event)
 
 
-def missing_message(missing: list[str]) -> str:
-    """The sentence shown when required packages are missing (dock, log, Processing)."""
-    return tr("Landslide SAR mapper needs the Python package(s) {p}, missing in the Python that runs QGIS. Click "
-              "'Install missing packages' (or Raster > Landslide SAR mapper > Python packages and diagnostics), "
-              "or run: {cmd}").format(p=", ".join(missing), cmd=dependencies.install_command(missing))
+def missing_message(missing: list[str], *, with_command: bool = True) -> str:
+    """The sentence shown when required packages are missing (dock, log, Processing); with the terminal command."""
+    text = tr("Landslide SAR mapper needs the Python package(s) {p}, missing in the Python that runs QGIS. Click "
+              "'Install missing packages' (or Raster > Landslide SAR mapper > Python packages and diagnostics) to "
+              "install it into a folder of the plugin's own.").format(p=", ".join(missing))
+    if with_command:
+        text += " " + tr("From a terminal: {cmd}").format(cmd=dependencies.install_command(missing))
+    return text

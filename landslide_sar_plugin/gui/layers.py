@@ -20,6 +20,7 @@ from pathlib import Path
 
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
+    QgsColorRampLegendNodeSettings,
     QgsColorRampShader,
     QgsDefaultValue,
     QgsEditorWidgetSetup,
@@ -64,6 +65,9 @@ def _pseudocolor(layer: QgsRasterLayer, items: list, vmin: float, vmax: float, *
     ramp = QgsColorRampShader(vmin, vmax)
     ramp.setColorRampType(kind)
     ramp.setColorRampItemList(items)
+    legend = QgsColorRampLegendNodeSettings()
+    legend.setUseContinuousLegend(False)  # a gradient bar would show only min and max, not the threshold
+    ramp.setLegendSettings(legend)
     shader = QgsRasterShader()
     shader.setRasterShaderFunction(ramp)
     renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), band, shader)

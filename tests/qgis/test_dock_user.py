@@ -180,6 +180,8 @@ def test_the_map_styles_read_on_any_canvas(dock, clean_project):  # noqa: F811
     ratio = layers["a_ratio"].renderer()
     labels = [i.label for i in ratio.shader().rasterShaderFunction().colorRampItemList()]
     assert "threshold 1.25 dB" in labels and any("no change" in t for t in labels)
+    legend = [text for text, _ in layers["a_ratio"].legendSymbologyItems()]  # what the Layers panel shows
+    assert "threshold 1.25 dB" in legend and "> 1.25 dB: candidate" in legend
     assert any("candidate" in t for t in labels)
     assert ratio.nodataColor().alpha() > 0 and ratio.nodataColor().name() != "#ffffff"  # masked = grey
     for key in ("heatmap", "counts", "mask"):

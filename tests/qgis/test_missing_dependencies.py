@@ -43,7 +43,7 @@ def test_plugin_loads_without_rasterio_and_offers_the_installer(tmp_path):
     out = run_without_rasterio("""
         plugin.action.setChecked(True)
         print("DOCK", type(plugin.dock).__name__)
-        print("MESSAGE", plugin.dock.message_label.text())
+        print("MESSAGE", plugin.dock.message_label.text(), plugin.dock.command_label.text())
         plugin.dock.install_button.click()
         dialog = plugin.dependencies_dialog
         print("DIALOG", dialog.isVisible(), "TICKED", dialog.selected())

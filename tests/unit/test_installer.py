@@ -78,7 +78,7 @@ def test_requirements_pin_qgis_numpy_and_put_pytorch_on_its_cpu_index():
     assert cmd[cmd.index("--index-url") + 1] == "https://download.pytorch.org/whl/cpu"
 
 
-def test_the_private_folder_is_versioned_and_appended_after_qgis_packages(tmp_path, monkeypatch):
+def test_the_private_folder_is_versioned_and_put_in_front(tmp_path, monkeypatch):
     folder = installer.site_dir(tmp_path, (3, 11), "linux-x86_64")
     assert folder.name == f"py3.11-linux-x86_64-deps{dependencies.DEPENDENCY_SET_VERSION}"
     monkeypatch.setattr(sys, "path", list(sys.path))
@@ -87,7 +87,8 @@ def test_the_private_folder_is_versioned_and_appended_after_qgis_packages(tmp_pa
     real.mkdir(parents=True)
     installer.activate(tmp_path)
     installer.activate(tmp_path)
-    assert sys.path.count(str(real)) == 1 and sys.path[-1] == str(real)
+    # In front: what pip resolved is what imports (Debian's attrs 22.2 breaks the affine 3 pip picks).
+    assert sys.path.count(str(real)) == 1 and sys.path[0] == str(real)
 
 
 def test_pip_runs_without_pythonpath_and_user_site():
@@ -167,16 +168,16 @@ def test_a_real_install_into_a_temporary_folder_and_a_cancelled_one(tmp_path):
     target = tmp_path / "site"
     lines, steps = [], []
     try:
-        installer.install_packages(["iniconfig"], target, log=lines.append, progress=lambda f, m: steps.append(f))
+        installer.install_packages(["tomli-w"], target, log=lines.append, progress=lambda f, m: steps.append(f))
     except installer.InstallerError as exc:
         if "could not be reached" in str(exc) or "no build" in str(exc):
             pytest.skip(f"the package registry cannot be reached here: {exc}")
         raise
-    assert (target / "iniconfig").is_dir() and steps[-1] == 1.0
+    assert (target / "tomli_w").is_dir() and steps[-1] == 1.0
     assert not list(tmp_path.glob(".site.partial-*")), "the staging folder is removed"
     assert any(line.startswith("$ ") and "--target" in line for line in lines)
     env = {**os.environ, "PYTHONPATH": str(target)}
-    out = subprocess.run([sys.executable, "-c", "import iniconfig; print(iniconfig.__file__)"], env=env,
+    out = subprocess.run([sys.executable, "-c", "import tomli_w; print(tomli_w.__file__)"], env=env,
                          capture_output=True, text=True, check=True).stdout
     assert out.strip().startswith(str(target))
     # A cancelled install leaves the folder as it was and no staging folder.
@@ -184,3 +185,33 @@ def test_a_real_install_into_a_temporary_folder_and_a_cancelled_one(tmp_path):
     with pytest.raises(installer.InstallCancelled):
         installer.install_packages(["pluggy"], target, is_cancelled=lambda: True)
     assert sorted(p.name for p in target.iterdir()) == before and not list(tmp_path.glob(".site.partial-*"))
+
+
+def test_a_package_qgis_already_has_at_that_version_is_dropped_from_the_folder(tmp_path):
+    import numpy
+
+    staging = tmp_path / "staging"
+    info = staging / f"numpy-{numpy.__version__}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: numpy\nVersion: {numpy.__version__}\n")
+    (staging / "numpy").mkdir()
+    (staging / "numpy" / "__init__.py").write_text("")
+    (staging / "bin").mkdir()
+    (staging / "bin" / "other-tool").write_text("")
+    (info / "RECORD").write_text("numpy/__init__.py,,\n../../outside.txt,,\n")
+    (tmp_path / "outside.txt").write_text("keep me")
+    other = staging / "newpkg-9.9.dist-info"
+    other.mkdir()
+    (other / "METADATA").write_text("Metadata-Version: 2.1\nName: newpkg-not-installed\nVersion: 9.9\n")
+    assert installer.drop_duplicates(staging) == [f"numpy {numpy.__version__}"]
+    assert not (staging / "numpy").exists() and not info.exists() and other.exists()
+    assert (tmp_path / "outside.txt").read_text() == "keep me" and (staging / "bin" / "other-tool").exists()
+
+
+def test_a_package_that_does_not_import_is_not_published(tmp_path):
+    folder = tmp_path / "staging"
+    (folder / "brokenpkg").mkdir(parents=True)
+    (folder / "brokenpkg" / "__init__.py").write_text("raise TypeError(\"No '__dict__' attribute on 'Affine'\")\n")
+    lines = []
+    with pytest.raises(installer.InstallerError, match="does not import in QGIS's Python .*__dict__"):
+        installer.check_imports(sys.executable, folder, ["brokenpkg"], lines.append)
