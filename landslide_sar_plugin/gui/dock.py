@@ -479,7 +479,13 @@ class LandslideDock(ThresholdReviewMixin, EarthEngineMixin, QDockWidget):
             n=result.n_candidates, t=threshold, u=self.score_units, d=result.out_dir))
         for warning in result.warnings:
             log_warning(warning)
-        self.scroll.ensureWidgetVisible(self.threshold_group, 0, 0)
+        self.scroll_to(self.threshold_group)
+
+    def scroll_to(self, widget) -> None:
+        """Scroll the panel so that ``widget`` starts at its top (the threshold and review after a run)."""
+        self.scroll.widget().layout().activate()
+        top = widget.mapTo(self.scroll.widget(), widget.rect().topLeft()).y()
+        self.scroll.verticalScrollBar().setValue(max(0, top - 4))
 
     def reload_run_record(self) -> None:
         """Re-read the shown run's run.json (its noise level enables the k x sigma threshold mode)."""

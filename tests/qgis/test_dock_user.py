@@ -90,6 +90,11 @@ def test_after_a_run_the_threshold_group_is_scrolled_into_view(shown):
 
     QApplication.processEvents()
     assert not dock.threshold_group.visibleRegion().isEmpty()
+    # Its top edge is in view (not only its last pixel row): the slider is the first thing the user sees.
+    top = dock.threshold_group.mapTo(dock.scroll.viewport(), dock.threshold_group.rect().topLeft()).y()
+    bar = dock.scroll.verticalScrollBar()
+    assert 0 <= top and (top < 60 or bar.value() == bar.maximum())  # at the top, or scrolled as far as it goes
+    assert bar.value() > 0
 
 
 # --------------------------------------------------------------------------- removed layers, Project > New
