@@ -364,8 +364,8 @@ class DetectLandslidesAlgorithm(_DetectBase):
             "Scene folder: one GeoTIFF per acquisition with the tags ACQUISITION_START, ORBIT_PASS, "
             "RELATIVE_ORBIT, UNITS, or ESA / ASF HyP3 file names, or a scenes.csv sidecar.\n"
             "Event time: ISO-8601 in UTC, e.g. 2018-09-05T18:07:59Z.\n"
-            "Area of interest: optional; an extent (any CRS) or the extent of a polygon layer; default: the "
-            "scenes' common area.\n"
+            "Area of interest: optional; an extent (any CRS) or a polygon layer, whose polygons mask the run; "
+            "default: the scenes' common area.\n"
             "Outputs in the output folder: a_ratio.tif, heatmap.tif, candidates.gpkg (status 'proposed', ready "
             "for review), run.json (inputs, scene ids, parameters, versions).\n\n") + tr(SYNTHETIC_NOTE)
 
