@@ -54,6 +54,15 @@ class ParamSpec:
     metavar: str | None = None
     zero_is_off: bool = False  # OPTIONAL_NUMBER: 0 means "off" (slope) instead of an empty value
     none_help: str = ""       # what a None default means, e.g. "the finest input resolution"
+    choices_from: str = ""    # CHOICE: name of a tuple in core/detect.py holding the choices (one source)
+
+    def options(self) -> tuple[str, ...]:
+        """The choices of a CHOICE parameter (read from core/detect.py when ``choices_from`` names them)."""
+        if self.choices_from:
+            from . import detect
+
+            return tuple(getattr(detect, self.choices_from))
+        return self.choices
 
     def default(self) -> Any:
         """The front-end value of DetectParams' default (read now, never copied)."""
@@ -82,7 +91,7 @@ def _spec(*args, **kwargs) -> ParamSpec:
     return ParamSpec(*args, **kwargs)
 
 
-SPECS: dict[str, ParamSpec] = {s.name: s for s in (
+_DECLARED: dict[str, ParamSpec] = {s.name: s for s in (
     _spec("pre_days", "pre_days", "--pre-days", "PRE_DAYS", "Pre-event window",
           "days before the event whose scenes form the pre-event stack", unit="days", minimum=1, maximum=3650,
           decimals=0, metavar="DAYS"),
@@ -96,8 +105,9 @@ SPECS: dict[str, ParamSpec] = {s.name: s for s in (
           "explicit post-event date range, inclusive, in UTC; replaces the post-event window", kind=DATE_RANGE,
           metavar="START/END", advanced=True),
     _spec("polarisation", "polarisation", "--polarisation", "POLARISATION", "Polarisation",
-          "polarisation of the ratio; 'both' averages the VV and VH ratios", kind=CHOICE,
-          choices=("VH", "VV", "both")),
+          "polarisation of the ratio; 'both' averages the VV and VH ratios; 'auto' (where offered) does that when "
+          "the stacks hold both and uses the one they hold otherwise", kind=CHOICE,
+          choices_from="POLARISATION_CHOICES"),
     _spec("merge_orbits", "per_orbit", "--merge-orbits", "MERGE_ORBITS", "Merge relative orbits",
           "one median per pass over all relative orbits (Handwerger's scripts) instead of one median per relative "
           "orbit, averaged", kind=SWITCH, advanced=True),
@@ -130,6 +140,9 @@ SPECS: dict[str, ParamSpec] = {s.name: s for s in (
           "radius of that Gaussian kernel, metres", unit="m", minimum=0, maximum=5000, metavar="M", advanced=True),
     _spec("water_mask", "water_mask", "--water-mask", "WATER_MASK", "Water mask",
           "raster, non-zero = water (excluded)", kind=RASTER_FILE, metavar="FILE"),
+    _spec("detrend_radius_m", "detrend_radius_m", "--detrend", "DETREND_RADIUS", "Detrend radius",
+          "remove the broad background change before thresholding: subtract the ratio's local median within this "
+          "many metres (0 = off)", unit="m", minimum=0, maximum=100000, decimals=0, metavar="M", advanced=True),
     _spec("ratio_sigma_m", "ratio_sigma_m", "--smooth-ratio", "SMOOTH_RATIO", "Ratio smoothing sigma",
           "Gaussian smoothing of the ratio before thresholding, sigma in metres (0 = off)", unit="m", minimum=0,
           maximum=500, metavar="M", advanced=True),
@@ -141,12 +154,30 @@ SPECS: dict[str, ParamSpec] = {s.name: s for s in (
           metavar="M"),
 )}
 
+
+
+def _fields() -> set[str]:
+    import dataclasses
+
+    from .detect import DetectParams
+
+    return {f.name for f in dataclasses.fields(DetectParams)}
+
+
+# Only the parameters this version's DetectParams has (a spec may be declared ahead of its field).
+SPECS: dict[str, ParamSpec] = {n: s for n, s in _DECLARED.items() if s.field in _fields()}
+
+
+def _present(*names: str) -> tuple[str, ...]:
+    return tuple(n for n in names if n in SPECS)
+
+
 # The groups of the command line (argparse groups of `detect`), in the order they are shown.
-STACK_PARAMS = ("pre_days", "post_days", "pre_range", "post_range", "polarisation", "merge_orbits", "edge_noise_db",
-                "speckle_sigma_m")
-GRID_PARAMS = ("pixel_size", "crs", "block_size")
-TERRAIN_PARAMS = ("slope_min_deg", "curv_min", "curv_sigma_m", "curv_radius_m", "water_mask")
-CANDIDATE_PARAMS = ("ratio_sigma_m", "min_area_m2", "heatmap_radius_m")
+STACK_PARAMS = _present("pre_days", "post_days", "pre_range", "post_range", "polarisation", "merge_orbits",
+                        "edge_noise_db", "speckle_sigma_m")
+GRID_PARAMS = _present("pixel_size", "crs", "block_size")
+TERRAIN_PARAMS = _present("slope_min_deg", "curv_min", "curv_sigma_m", "curv_radius_m", "water_mask")
+CANDIDATE_PARAMS = _present("detrend_radius_m", "ratio_sigma_m", "min_area_m2", "heatmap_radius_m")
 
 
 # --------------------------------------------------------------------------- parsing shared by every front end
@@ -221,7 +252,7 @@ def add_cli_arguments(group, *names: str) -> None:
         if spec.kind == SWITCH:
             group.add_argument(spec.cli, dest=name, action="store_true", help=spec.help)
         elif spec.kind == CHOICE:
-            group.add_argument(spec.cli, dest=name, choices=spec.choices, default=spec.default(), help=text)
+            group.add_argument(spec.cli, dest=name, choices=spec.options(), default=spec.default(), help=text)
         elif spec.kind in (RASTER_FILE, CRS_TEXT):
             group.add_argument(spec.cli, dest=name, metavar=spec.metavar, default=spec.default(), help=text)
         else:

@@ -216,7 +216,7 @@ def build_advanced(dock) -> QgsCollapsibleGroupBox:
     adv.setCollapsed(True)
     f = form(adv)
     dock.polarisation = combo()
-    dock.polarisation.addItems(list(SPECS["polarisation"].choices))
+    dock.polarisation.addItems(list(SPECS["polarisation"].options()))
     dock.polarisation.setCurrentText(SPECS["polarisation"].default())
     dock.polarisation.setToolTip(tr(SPECS["polarisation"].help))
     f.addRow(tr(SPECS["polarisation"].label), dock.polarisation)

@@ -230,7 +230,7 @@ _DETECT_PARAMETERS = {
 RATIO_SETTINGS = ("PRE_DAYS", "POST_DAYS", "PRE_RANGE", "POST_RANGE", "POLARISATION", "MERGE_ORBITS",
                   "EDGE_NOISE_DB", "SPECKLE_SIGMA", "SLOPE_MIN", "CURV_MIN", "CURV_SIGMA", "CURV_RADIUS",
                   "WATER_MASK")
-CANDIDATE_SETTINGS = ("SMOOTH_RATIO", "MIN_AREA", "HEATMAP_RADIUS")
+CANDIDATE_SETTINGS = ("DETREND_RADIUS", "SMOOTH_RATIO", "MIN_AREA", "HEATMAP_RADIUS")
 GRID_SETTINGS = ("PIXEL_SIZE", "CRS", "BLOCK_SIZE")
 # The U-Net run uses the recipe's polarisations and no speckle filter or terrain masks (the model learned them).
 MODEL_SETTINGS = ("PRE_DAYS", "POST_DAYS", "PRE_RANGE", "POST_RANGE", "MERGE_ORBITS", "EDGE_NOISE_DB",
@@ -274,8 +274,9 @@ class _DetectBase(_Base):
         for name in names:
             if name in BY_PROCESSING_NAME:
                 self.addParameter(make_parameter(BY_PROCESSING_NAME[name]))
-            else:
+            elif name in _DETECT_PARAMETERS:
                 self.addParameter(_DETECT_PARAMETERS[name](name, d))
+            # else: a setting declared ahead of its DetectParams field (core/params.py): not offered yet
 
     def _add_ratio_outputs(self) -> None:
         """The outputs of an A_ratio run (local or Earth Engine)."""

@@ -54,8 +54,8 @@ def make_parameter(spec: shared.ParamSpec):
         if spec.kind == shared.OPTIONAL_NUMBER and spec.zero_is_off and default is None:
             param.setDefaultValue(0)
     elif spec.kind == shared.CHOICE:
-        param = QgsProcessingParameterEnum(spec.processing, label, options=[tr(c) for c in spec.choices],
-                                           defaultValue=spec.choices.index(default))
+        param = QgsProcessingParameterEnum(spec.processing, label, options=[tr(c) for c in spec.options()],
+                                           defaultValue=spec.options().index(default))
     elif spec.kind == shared.SWITCH:
         param = QgsProcessingParameterBoolean(spec.processing, label, bool(default))
     elif spec.kind == shared.DATE_RANGE:
@@ -85,7 +85,7 @@ def read_value(alg, spec: shared.ParamSpec, parameters, context):
         return alg.parameterAsInt(parameters, name, context) if spec.integer else \
             alg.parameterAsDouble(parameters, name, context)
     if spec.kind == shared.CHOICE:
-        return spec.choices[alg.parameterAsEnum(parameters, name, context)]
+        return spec.options()[alg.parameterAsEnum(parameters, name, context)]
     if spec.kind == shared.SWITCH:
         return alg.parameterAsBoolean(parameters, name, context)
     if spec.kind == shared.DATE_RANGE:

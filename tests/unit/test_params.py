@@ -13,7 +13,9 @@ from landslide_sar_plugin.core import params as shared
 from landslide_sar_plugin.core.detect import DetectParams
 
 # DetectParams fields that are not user settings of their own: set by the front ends from other inputs.
-NOT_SETTINGS = {"event_time", "aoi", "threshold_db", "percentile", "event_id", "speckle_radius_m", "ratio_radius_m"}
+# The threshold rule (threshold_db, percentile, k_sigma) stays with the CLI's and Processing's own rule options.
+NOT_SETTINGS = {"event_time", "aoi", "threshold_db", "percentile", "k_sigma", "event_id", "speckle_radius_m",
+                "ratio_radius_m"}
 
 
 def parse(*argv):
@@ -28,6 +30,7 @@ def test_every_detection_setting_is_declared_once():
     # New DetectParams fields must be declared here (or listed as not a setting), so all front ends get them.
     assert fields - declared <= {"workers"}, fields - declared
     groups = shared.STACK_PARAMS + shared.GRID_PARAMS + shared.TERRAIN_PARAMS + shared.CANDIDATE_PARAMS
+    assert set(shared.SPECS) <= set(shared._DECLARED)
     assert sorted(groups) == sorted(shared.SPECS) and len(set(groups)) == len(groups)
     assert len({s.cli for s in shared.SPECS.values()}) == len({s.processing for s in shared.SPECS.values()}) \
         == len(shared.SPECS)
@@ -86,3 +89,10 @@ def test_a_none_default_is_explained_not_shown_as_a_number(monkeypatch):
     spec = shared.SPECS["pixel_size"]
     assert spec.optional() and spec.described_default() == "the finest resolution of the input scenes"
     assert parse().pixel_size is None
+
+
+def test_a_setting_declared_ahead_of_its_field_is_offered_exactly_when_detect_params_has_it():
+    fields = {f.name for f in dataclasses.fields(DetectParams)}
+    assert ("detrend_radius_m" in shared.SPECS) == ("detrend_radius_m" in fields)
+    assert shared.SPECS["polarisation"].options() == tuple(__import__(
+        "landslide_sar_plugin.core.detect", fromlist=["x"]).POLARISATION_CHOICES)
