@@ -155,7 +155,6 @@ _DECLARED: dict[str, ParamSpec] = {s.name: s for s in (
 )}
 
 
-
 def _fields() -> set[str]:
     import dataclasses
 
