@@ -16,7 +16,7 @@ export QT_QPA_PLATFORM ?= offscreen
 
 .PHONY: help setup demo test test-unit test-qgis bench bench-engine bench-unet bench-unet-accuracy bench-slider \
 	bench-startup bench-compression bench-inference bench-baseline bench-real tune-defaults package lint sample \
-	calibration screenshot train-demo clean
+	calibration screenshot train-demo install-dev clean
 
 help:
 	@echo "make demo     install what is missing, detect landslides on the synthetic sample scene"
@@ -26,7 +26,8 @@ help:
 	@echo "make bench-engine | bench-unet | bench-slider | bench-startup | bench-compression | bench-unet-accuracy"
 	@echo "make bench-real  real-background benchmark (real OPERA stacks, imprinted slides), bench/real.json"
 	@echo "make package  build the plugin zip for the QGIS plugin repository (dist/)"
-	@echo "make lint     ruff on everything, bandit on the plugin package"
+	@echo "make install-dev  link this checkout into a QGIS profile (QGIS_PROFILE=dir, default: the default profile)"
+	@echo "make lint     ruff on everything; the plugin repository's scan (bandit, detect-secrets, flake8) on the zip"
 	@echo "make sample   regenerate the sample scene byte for byte"
 	@echo "make calibration  simulator vs real OPERA RTC-S1 stacks: table in out/calibration/ (needs ../shared/realdata)"
 	@echo "make screenshot  screenshot of the dock after a run on the sample scene (docs/dock.png)"
@@ -108,9 +109,15 @@ tune-defaults: setup
 package: setup
 	$(PY) .ci/package_plugin.py --out dist
 
+install-dev:
+	$(SYSTEM_PYTHON) .ci/install_dev.py $(if $(QGIS_PROFILE),--profile-dir "$(QGIS_PROFILE)")
+
+# ruff on everything; then the QGIS plugin repository's own upload scan (bandit, detect-secrets, flake8 with
+# flake8-qgis) on the unpacked release zip, exactly as plugins.qgis.org runs it (.ci/plugin_scan.py).
 lint: setup
 	$(PY) -m ruff check --config .ci/ruff.toml landslide_sar_plugin training tests .ci
 	$(PY) -m bandit -q -r landslide_sar_plugin -c .ci/bandit.yaml
+	$(PY) .ci/plugin_scan.py
 
 sample: setup
 	$(PY) -m landslide_sar_plugin simulate --preset sample --seed $(SAMPLE_SEED) --out $(SAMPLE)

@@ -20,7 +20,9 @@ PLUGIN = "landslide_sar_plugin"
 LIMIT_BYTES = 25 * 1024 * 1024
 SKIP_PARTS = {"__pycache__", ".pytest_cache", ".hypothesis", "landslide_unet_report"}
 # .pt: PyTorch weights kept in the repository for fine-tuning with training/, not used by the plugin.
-SKIP_SUFFIXES = {".pyc", ".pyo", ".partial", ".aux.xml", ".pt"}
+# _metrics.json: the training record (read by training/, not by the plugin); its sha256 values are what
+# detect-secrets flags as high-entropy strings in the repository's upload scan.
+SKIP_SUFFIXES = {".pyc", ".pyo", ".partial", ".aux.xml", ".pt", "_metrics.json"}
 
 
 def plugin_files() -> list[Path]:

@@ -12,6 +12,9 @@ __all__ = ["__version__", "classFactory"]
 
 def classFactory(iface):  # noqa: N802 (name fixed by QGIS)
     """Entry point called by QGIS when the plugin is loaded."""
+    from .gui.installer import activate_private_packages
+
+    activate_private_packages()  # packages the plugin's installer put into its private folder, before any import
     from .plugin import LandslideSarPlugin
 
     return LandslideSarPlugin(iface)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m training {train-demo,protocol,finetune,chips}``."""
+"""Command line: ``python -m training {train-demo,reevaluate,protocol,finetune,reexport}``."""
 
 from __future__ import annotations
 
@@ -72,6 +72,10 @@ def main(argv=None) -> int:
     f.add_argument("--block", type=int, default=128, help="spatial block size (px) of the validation split")
     f.add_argument("--buffer", type=int, default=16, help="buffer (px) between training and validation blocks")
     f.add_argument("--name", help="file stem of the new model (default: <model>_ft_<UTC time>)")
+    x = sub.add_parser("reexport", help="rewrite a model's .onnx (and its _deepness.onnx) from its .pt with today's "
+                       "metadata, without retraining; refuses if the probabilities change")
+    x.add_argument("--model", required=True, help="the .onnx to rewrite (its metadata is kept)")
+    x.add_argument("--checkpoint", help="the .pt weights (default: the .pt next to the model)")
     a = ap.parse_args(argv)
 
     if a.cmd == "train-demo":
@@ -92,6 +96,14 @@ def main(argv=None) -> int:
                  test_specs=_specs(a.test, a.size), recipe=a.recipe, terrain_recipe=a.terrain_recipe, cfg=cfg,
                  work=a.work, pre=a.pre, post=a.post)
         print(f"wrote {Path(a.out) / 'protocol.md'}")
+        return 0
+    if a.cmd == "reexport":
+        from .export import reexport
+
+        model = Path(a.model)
+        diffs = reexport(a.checkpoint or model.with_suffix(".pt"), model)
+        print(f"rewrote {model} and its Deepness variant; max |probability difference| vs the old file: "
+              f"{max(diffs.values()):.2e}")
         return 0
     if a.cmd == "finetune":
         try:

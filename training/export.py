@@ -1,4 +1,12 @@
-"""ONNX export (opset 17, dynamic batch, sigmoid inside), model-file metadata, parity check, checkpoint."""
+"""ONNX export (opset 17, dynamic batch, sigmoid inside), model-file metadata, parity check, checkpoint.
+
+Two files per model: ``<name>.onnx`` (dynamic height and width: the plugin's
+tiled inference may use any tile size) and, with ``with_deepness=True``,
+``<name>_deepness.onnx``: the same weights and metadata with a fixed
+``[batch, bands, tile, tile]`` input, because the Deepness QGIS plugin takes
+its tile size from the input shape and needs a square output of known size.
+:func:`reexport` rebuilds both from a saved checkpoint without retraining.
+"""
 
 from __future__ import annotations
 
@@ -17,28 +25,45 @@ OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 
 
-def export_onnx(model: torch.nn.Module, path: str | Path, info: ModelInfo, *, tile_size: int) -> Path:
-    """Write ``path`` (atomically) with ``metadata_props`` from :func:`core.model.metadata_props`."""
-    import onnx
+def deepness_path(path: str | Path) -> Path:
+    """``<name>_deepness.onnx`` beside ``<name>.onnx``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}_deepness{path.suffix}")
 
+
+def export_onnx(model: torch.nn.Module, path: str | Path, info: ModelInfo, *, tile_size: int,
+                with_deepness: bool = False, fixed_size: bool = False) -> Path:
+    """Write ``path`` (atomically) with ``metadata_props`` from :func:`core.model.metadata_props`.
+
+    ``fixed_size`` fixes height and width at ``tile_size`` (the batch stays dynamic); ``with_deepness`` also
+    writes that fixed-size variant as :func:`deepness_path`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial")
     wrapped = WithSigmoid(model).eval()
     dummy = torch.zeros(1, info.n_bands, tile_size, tile_size)
+    axes = {0: "batch"} if fixed_size else {0: "batch", 2: "height", 3: "width"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(wrapped, (dummy,), str(tmp), dynamo=False, opset_version=OPSET,
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], do_constant_folding=True,
-                          dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
-                                        OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}})
+                          dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes})
+    _finish(tmp, path, info)
+    if with_deepness:
+        export_onnx(model, deepness_path(path), info, tile_size=tile_size, fixed_size=True)
+    return path
+
+
+def _finish(tmp: Path, path: Path, info: ModelInfo) -> None:
+    import onnx
+
     proto = onnx.load(str(tmp))
     onnx.helper.set_model_props(proto, metadata_props(info))
     proto.producer_name = "landslide_sar_plugin.training"
     onnx.checker.check_model(proto)
     onnx.save(proto, str(tmp))
     os.replace(tmp, path)
-    return path
 
 
 def ort_session(path: str | Path):
@@ -98,3 +123,36 @@ def load_checkpoint(path: str | Path):
     model = build_model(ck["arch"], cfg["in_channels"], cfg["base_filters"], cfg["depth"], cfg.get("dropout", 0.0))
     model.load_state_dict(ck["state_dict"])
     return model.eval(), ck
+
+
+def reexport(checkpoint: str | Path, model_path: str | Path, *, tile_size: int | None = None) -> dict:
+    """Rewrite ``model_path`` (and its Deepness variant) from ``checkpoint``'s weights, without retraining.
+
+    The metadata is the current model's own (training events, threshold, normalisation ...) written by today's
+    :func:`core.model.metadata_props`; the new file must give the same probabilities as the old one (checked on
+    random inputs before it replaces it).  Returns the largest probability differences.
+    """
+    from landslide_sar_plugin.core.model import read_model_info
+
+    model_path = Path(model_path)
+    info = read_model_info(model_path)
+    info.path, info.sha256 = None, ""
+    model, _ = load_checkpoint(checkpoint)
+    tile = int(tile_size or info.tile_size)
+    staged = model_path.with_name(f".{model_path.stem}.reexport{model_path.suffix}")
+    export_onnx(model, staged, info, tile_size=tile, with_deepness=True)
+    try:
+        x = np.random.default_rng(0).normal(size=(2, info.n_bands, tile, tile)).astype(np.float32)
+        old = ort_session(model_path).run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        diffs = {"new_vs_old": float(np.abs(ort_session(staged).run([OUTPUT_NAME], {INPUT_NAME: x})[0] - old).max()),
+                 "deepness_vs_old": float(np.abs(ort_session(deepness_path(staged)).run(
+                     [OUTPUT_NAME], {INPUT_NAME: x})[0] - old).max())}
+        if max(diffs.values()) > 1e-4:
+            raise AssertionError(f"the re-exported model differs from the shipped one ({diffs}); not replaced")
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        deepness_path(staged).unlink(missing_ok=True)
+        raise
+    os.replace(staged, model_path)
+    os.replace(deepness_path(staged), deepness_path(model_path))
+    return diffs

@@ -132,7 +132,7 @@ def run_experiment(train_src, val_src, test_src, *, recipe, chip, train_stride, 
     thr = choose_threshold(run, val_src, recipe, norm, chip, overlap, log)
     info.threshold = thr["threshold"]
     final = out_model or tmp_onnx
-    export_onnx(model, final, info, tile_size=chip)
+    export_onnx(model, final, info, tile_size=chip, with_deepness=final != tmp_onnx)
     if final != tmp_onnx:
         tmp_onnx.unlink(missing_ok=True)
     parity = parity_check(model, final, len(recipe.bands), chip)
@@ -417,7 +417,7 @@ def finetune(*, inventory: str | Path, scenes: str | Path, dem: str | Path, even
                                        synthetic_training_data=info.synthetic_training_data and src.synthetic,
                                        path=None, sha256="")
         out_dir.mkdir(parents=True, exist_ok=True)
-        export_onnx(model_ft, target, new_info, tile_size=chip)
+        export_onnx(model_ft, target, new_info, tile_size=chip, with_deepness=True)
         parity = parity_check(model_ft, target, new_info.n_bands, chip)
         save_checkpoint(model_ft, out_dir / f"{stem}.pt", arch=ck["arch"], norm=norm, recipe=recipe.to_dict(),
                         extra={"threshold": float(thr), "parent_model": str(model_path), "parent_sha256": info.sha256})

@@ -32,19 +32,6 @@ def shipped_model_path():
     return Path(__file__).resolve().parent.parent / "models" / "landslide_unet.onnx"
 
 
-def _none_or_float(text: str):
-    return None if str(text).lower() in ("none", "off") else float(text)
-
-
-def _range(text: str):
-    from ..core.catalog import parse_time
-
-    parts = text.split("/")
-    if len(parts) != 2:
-        raise argparse.ArgumentTypeError(f"{text!r}: give START/END, e.g. 2018-06-01/2018-09-05")
-    return parse_time(parts[0]), parse_time(parts[1])
-
-
 def _default_rule() -> str:
     from ..core.detect import default_rule_text
 
@@ -53,6 +40,7 @@ def _default_rule() -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..core.detect import DetectParams
+    from ..core.params import CANDIDATE_PARAMS, GRID_PARAMS, STACK_PARAMS, TERRAIN_PARAMS, add_cli_arguments
 
     d = DetectParams.__dataclass_fields__  # the single source of the defaults
 
@@ -104,50 +92,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     me.add_argument("--model-tiles", choices=("large", "model"), default="large",
                     help="large: 256 px inference tiles for a fully convolutional model (faster; matches untiled "
                          "inference at tile borders); model: the tile size the model declares")
+    me.add_argument("--write-composite", action="store_true",
+                    help="also write the model's input stack on the run grid (composite.tif, one per track), without "
+                         "NaN, to run the model in other tools such as the Deepness QGIS plugin")
 
     st = parser.add_argument_group("stacks")
-    st.add_argument("--pre-days", type=float, default=default("pre_days"),
-                    help="pre-event window in days before the event")
-    st.add_argument("--post-days", type=float, default=default("post_days"),
-                    help="post-event window in days after the event")
-    st.add_argument("--pre-range", type=_range, metavar="START/END",
-                    help="explicit pre-event date range (inclusive, UTC), replaces --pre-days")
-    st.add_argument("--post-range", type=_range, metavar="START/END",
-                    help="explicit post-event date range (inclusive, UTC), replaces --post-days")
-    st.add_argument("--polarisation", choices=("auto", "VH", "VV", "both"), default=default("polarisation"),
-                    help="polarisation of the ratio; 'both' averages the VV and VH ratios; 'auto' does that when "
-                         "the stacks hold both and uses the one they hold otherwise")
-    st.add_argument("--merge-orbits", action="store_true",
-                    help="one median per pass over all relative orbits (Handwerger's scripts) instead of one "
-                         "median per relative orbit, averaged")
-    st.add_argument("--edge-noise-db", type=float, default=default("edge_noise_db"),
-                    help="backscatter at or below this (dB) is frame-edge noise and ignored")
-    st.add_argument("--speckle-sigma", type=float, default=default("speckle_sigma_m"), metavar="M",
-                    help="Gaussian speckle smoothing of each composite, sigma in metres (0 = off); "
-                         "kernel radius is twice sigma")
+    add_cli_arguments(st, *STACK_PARAMS)
 
     gr = parser.add_argument_group("grid")
-    gr.add_argument("--pixel-size", type=float, default=default("pixel_size"), metavar="M",
-                    help="output pixel size in metres (default: the finest resolution of the input scenes, e.g. "
-                         "30 for OPERA RTC-S1, 10 for GRD; Earth Engine: 10)")
-    gr.add_argument("--crs", help="output CRS (default: the scenes' projected CRS, else the UTM zone of the AOI)")
-    gr.add_argument("--block-size", type=int, default=default("block_size"), metavar="PX",
-                    help="processing block edge in pixels (memory grows with its square and the stack depth)")
-    gr.add_argument("--workers", type=int, default=default("workers"), metavar="N",
-                    help="worker threads over the blocks (0 = every available core; 1 = no parallelism); "
-                         "the output does not depend on it")
+    add_cli_arguments(gr, *GRID_PARAMS)
 
     te = parser.add_argument_group("terrain masks")
-    te.add_argument("--slope-min", type=_none_or_float, default=default("slope_min_deg"), metavar="DEG",
-                    help="keep pixels with slope >= DEG degrees ('none' = no slope mask)")
-    te.add_argument("--curv-min", type=_none_or_float, default=default("curv_min"), metavar="1/M",
-                    help="keep pixels with Laplacian curvature >= this, in 1/m (negative = convex; "
-                         "Handwerger et al. used -0.005, which removes ridge crests; 'none' = no curvature mask)")
-    te.add_argument("--curv-sigma", type=float, default=default("curv_sigma_m"), metavar="M",
-                    help="sigma of the Gaussian DEM smoothing before curvature, metres")
-    te.add_argument("--curv-radius", type=float, default=default("curv_radius_m"), metavar="M",
-                    help="radius of that Gaussian kernel, metres")
-    te.add_argument("--water-mask", metavar="FILE", help="raster, non-zero = water (excluded)")
+    add_cli_arguments(te, *TERRAIN_PARAMS)
 
     th = parser.add_argument_group("threshold and candidates")
     ex = th.add_mutually_exclusive_group()
@@ -160,15 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ex.add_argument("--k-sigma", type=float, metavar="K",
                     help="threshold at the median of the masked ratio plus K robust standard deviations "
                          "(1.4826 x MAD) of it: scaled to the scene's own noise level")
-    th.add_argument("--detrend", type=float, default=default("detrend_radius_m"), metavar="M",
-                    help="remove the broad background change before thresholding: subtract the ratio's local "
-                         "median within M metres (0 = off)")
-    th.add_argument("--smooth-ratio", type=float, default=default("ratio_sigma_m"), metavar="M",
-                    help="Gaussian smoothing of the ratio before thresholding, sigma in metres (0 = off)")
-    th.add_argument("--min-area", type=float, default=default("min_area_m2"), metavar="M2",
-                    help="drop candidate polygons smaller than this, square metres")
-    th.add_argument("--heatmap-radius", type=float, default=default("heatmap_radius_m"), metavar="M",
-                    help="radius of the landslide-density heatmap, metres")
+    add_cli_arguments(th, *CANDIDATE_PARAMS)
 
 
 class _ProgressBar:
@@ -203,35 +151,14 @@ def params_from_args(args):
     from ..core.catalog import parse_time
     from ..core.detect import DetectParams, threshold_rule_fields
     from ..core.grid import parse_aoi
+    from ..core.params import detect_fields, values_from_namespace
 
     return DetectParams(
         event_time=parse_time(args.event),
-        pre_days=args.pre_days,
-        post_days=args.post_days,
-        pre_range=args.pre_range,
-        post_range=args.post_range,
-        polarisation=args.polarisation,
-        per_orbit=not args.merge_orbits,
-        pixel_size=args.pixel_size,
         aoi=parse_aoi(args.aoi) if args.aoi else None,
-        crs=args.crs,
-        edge_noise_db=args.edge_noise_db,
-        speckle_sigma_m=args.speckle_sigma,
-        speckle_radius_m=2 * args.speckle_sigma,
-        slope_min_deg=args.slope_min,
-        curv_min=args.curv_min,
-        curv_sigma_m=args.curv_sigma,
-        curv_radius_m=args.curv_radius,
-        water_mask=args.water_mask,
         **threshold_rule_fields(args.threshold, args.percentile, args.k_sigma),
-        detrend_radius_m=args.detrend,
-        ratio_sigma_m=args.smooth_ratio,
-        ratio_radius_m=2 * args.smooth_ratio,
-        min_area_m2=args.min_area,
-        heatmap_radius_m=args.heatmap_radius,
         event_id=args.event_id,
-        block_size=args.block_size,
-        workers=args.workers,
+        **detect_fields(values_from_namespace(args)),
     )
 
 
@@ -337,7 +264,8 @@ def run(args) -> int:
 
             results = [("model", run_model_detection(
                 args.scenes, args.dem, out, params, model_path, progress=bar, threshold=args.model_threshold,
-                prefer_gpu=not args.cpu, tiling=args.model_tiles, finalize=_extras(args, "model")))]
+                prefer_gpu=not args.cpu, tiling=args.model_tiles, finalize=_extras(args, "model"),
+                write_composite=args.write_composite))]
         else:
             from ..core.detect_model import run_both_detection
 

@@ -95,4 +95,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"  metadata:   {result.event_json_path}")
     sys.stdout.flush()
     return 0
-

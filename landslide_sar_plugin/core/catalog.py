@@ -566,7 +566,7 @@ def _describe_file(path: Path, sidecar_row: dict | None, warnings: list[str]) ->
         _from_name(info)
         if info.not_backscatter is None:
             _read_header(info)
-    except rasterio.errors.RasterioError as exc:
+    except (rasterio.errors.RasterioError, rasterio.errors.RasterioIOError) as exc:  # unrelated in 1.3
         return info, f"not a readable GeoTIFF ({str(exc).splitlines()[0]})"
     except CatalogError as exc:
         return info, str(exc)
@@ -626,7 +626,7 @@ def _pass_warnings(infos: Sequence[_FileInfo]) -> list[str]:
         for f in shown:
             hours = (f.start.hour + f.start.minute / 60 + f.centre_lon / 15.0) % 24
             name = f.path.name if len(files) <= 3 else (f"{f.path.name} and {len(files) - 1} other files of "
-                                                         f"relative orbit {rel}")
+                                                        f"relative orbit {rel}")
             lines.append(f"{name}: orbit pass not stated; inferred {orbit_pass} from the local solar time of "
                          f"acquisition (about {int(hours):02d}:{int(hours % 1 * 60):02d}). Add an ORBIT_PASS tag "
                          "(or a scenes.csv) to be sure.")
@@ -957,4 +957,3 @@ def _widen_hint(scenes: Sequence[Scene], event_time: dt.datetime) -> str:
         gaps.append(f"{math.ceil((min(after) - event_time).total_seconds() / 86400)} days after")
     return (f"widen --pre-days/--post-days (the nearest scenes are {' and '.join(gaps)} the event) "
             "or add scenes")
-

@@ -653,9 +653,9 @@ def _pass1_rasters(staging: Path, grid: Grid, params: DetectParams, passes, tags
                 tags={**tags, "UNITS": "dB", "ORBIT_PASS": p})
         count_bands = [f"{p.lower()}_{role}" for p in passes for role in ("pre", "post")]
         staged["counts"] = StagedRaster(staging, "counts", grid, count=len(count_bands), dtype="uint16",
-                                         nodata=None, descriptions=count_bands,
-                                         tags={**tags, "DEFINITION": "valid images per pixel in each stack"},
-                                         resampling="nearest")
+                                        nodata=None, descriptions=count_bands,
+                                        tags={**tags, "DEFINITION": "valid images per pixel in each stack"},
+                                        resampling="nearest")
     staged["mask"] = StagedRaster(
         staging, "mask", grid, count=1, dtype="uint8", nodata=None, descriptions=["terrain mask code"],
         tags={**tags, "CODES": "0 kept; bit flags: 1 no data, 2 slope below minimum, 4 curvature below "

@@ -263,6 +263,7 @@ def run_model_detection(
     tiling: str = "large",
     tile_size: int | None = None,
     tile_overlap: int | None = None,
+    write_composite: bool = False,
 ) -> ModelDetectResult:
     """Run the ONNX model over the event and write its outputs into ``out_dir`` (see the module docstring).
 
@@ -277,7 +278,11 @@ def run_model_detection(
     convolutional model on large tiles (:class:`.inference.TiledModel`; its output
     agrees with the model's own tiling within the tolerance tested at tile
     borders), ``"model"`` on the tiles its metadata declares;
-    ``tile_size``/``tile_overlap`` override both.
+    ``tile_size``/``tile_overlap`` override both.  ``write_composite`` also writes
+    the model's input stack on the run grid, per track (``composite.tif``, or
+    ``composite_<pass>_r<orbit>.tif`` when several tracks are used), with the
+    network's neutral value instead of NaN, so other tools (the Deepness plugin)
+    can run the model on it.
     """
     params.validate()
     t_start = time.perf_counter()
@@ -304,13 +309,17 @@ def run_model_detection(
     timings["catalogue_s"] = time.perf_counter() - t_start
 
     run_threshold = info.threshold if threshold is None else float(threshold)
-    return run_staged(out, lambda staging: _run_staged(scenes_dir, dem, out, staging, params, prep, tracks, model,
-                                                      recipe, layover_masks or {}, run_threshold, timings, prog),
-                      timings, t_start, finalize=finalize)
+
+    def body(staging):
+        return _run_staged(scenes_dir, dem, out, staging, params, prep, tracks, model, recipe, layover_masks or {},
+                           run_threshold, timings, prog, write_composite)
+
+    return run_staged(out, body, timings, t_start, finalize=finalize)
 
 
 def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectParams, prep, tracks, model,
-                recipe: Recipe, layover_masks, threshold: float, timings: dict, prog: Progress) -> ModelDetectResult:
+                recipe: Recipe, layover_masks, threshold: float, timings: dict, prog: Progress,
+                write_composite: bool = False) -> ModelDetectResult:
     info: ModelInfo = model.info
     grid, selection = prep.grid, prep.selection
     px = grid.pixel_size
@@ -334,6 +343,10 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
     prog.stage(0.02, 0.75)
     try:
         _infer_blocks(ctx, model, staged["probability"], prog)
+        if write_composite:
+            composites = _composite_rasters(staging, grid, info, tracks, tags)
+            staged.update({c.name: c for c in composites.values()})
+            _write_composites(ctx, composites, info, prog)
     finally:
         for raster in staged.values():
             raster.close()
@@ -505,6 +518,45 @@ def _model_block(plan: BlockPlan, grid: Grid, tracks, inputs: _BlockInputs, mode
     if inputs.inside is not None:
         prob[~inputs.inside] = np.nan
     return np.clip(prob, 0.0, 1.0).astype(np.float32)
+
+
+def _composite_rasters(staging: Path, grid: Grid, info: ModelInfo, tracks, tags: dict) -> dict:
+    """One staged raster per track for the model's input stack (``write_composite``)."""
+    out = {}
+    for track in tracks:
+        name = "composite" if len(tracks) == 1 else f"composite_{track[0].lower()}_r{int(track[1] or 0):03d}"
+        out[track] = StagedRaster(
+            staging, name, grid, count=info.n_bands, dtype="float32", nodata=None,
+            descriptions=[f"{b} ({u})" for b, u in zip(info.band_names, info.units or [""] * info.n_bands)],
+            tags={**tags, "COMPOSITE": info.composite, "ORBIT_PASS": track[0], "RELATIVE_ORBIT": str(track[1]),
+                  "DEFINITION": f"the model's input bands ({', '.join(info.band_names)}) before normalisation; "
+                                "missing values hold the value the network sees there (no NaN)"})
+    return out
+
+
+def _write_composites(ctx: _ModelPass, composites: dict, info: ModelInfo, prog: Progress) -> None:
+    """A pass over the blocks writing each track's composite (only when asked: it re-reads the stacks).
+
+    NaN is replaced by the network's neutral input, so a tool reading the file sees what our network sees.
+    """
+    from .model import neutral_inputs
+
+    fills = np.array(neutral_inputs(info), np.float32)[:, None, None]
+    readers = ctx.open_readers()
+    pols, px = ctx.recipe.polarisations(), ctx.grid.pixel_size
+    try:
+        n_blocks = ctx.grid.n_blocks(ctx.params.block_size)
+        for i, window in enumerate(ctx.grid.blocks(ctx.params.block_size)):
+            prog(1.0, f"writing the model's input composite: block {i + 1} of {n_blocks}")
+            dem = readers.dem.read(window) if ctx.recipe.terrain() else None
+            layers = terrain_layers(ctx.recipe, dem, px, ctx.dem_halo)
+            for track, staged in composites.items():
+                stacks = {role: read_role_stacks(readers.files, readers.refs[track][role], window, pols,
+                                                 ctx.params.edge_noise_db) for role in ("pre", "post")}
+                comp = np.asarray(composite_of(ctx.recipe, stacks["pre"], stacks["post"], layers), np.float32)
+                staged.write(window, np.where(np.isfinite(comp), comp, fills).astype(np.float32))
+    finally:
+        readers.close()
 
 
 def add_model_fields(gpkg_path: Path, info: ModelInfo, *, synthetic: bool, threshold: float, event_id: str,

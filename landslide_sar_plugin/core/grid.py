@@ -39,6 +39,11 @@ class GridError(ValueError):
     """The AOI or an input cannot be placed on the output grid; the message says why."""
 
 
+def compose(first: Affine, second: Affine) -> Affine:
+    """``first @ second``; affine < 3 (Debian 12's python3-affine 2.4) has no ``@`` and composes with ``*``."""
+    return first @ second if hasattr(type(first), "__matmul__") else first * second
+
+
 @dataclass(frozen=True)
 class Grid:
     """A north-up raster grid: CRS, affine transform and size in pixels."""
@@ -65,7 +70,7 @@ class Grid:
         """The grid grown by ``halo`` pixels on every side (for neighbourhood operations)."""
         return Grid(
             self.crs,
-            self.transform @ Affine.translation(-halo, -halo),
+            compose(self.transform, Affine.translation(-halo, -halo)),
             self.width + 2 * halo,
             self.height + 2 * halo,
         )
@@ -367,7 +372,7 @@ def check_dem(path: str | Path) -> None:
             crs, units = src.crs, (src.units[0] if src.units else "") or ""
             tags = {k.upper(): str(v) for k, v in src.tags().items()}
             tags.update({k.upper(): str(v) for k, v in src.tags(1).items()})
-    except rasterio.errors.RasterioError as exc:
+    except (rasterio.errors.RasterioError, rasterio.errors.RasterioIOError) as exc:  # unrelated in 1.3
         raise GridError(f"the DEM {p.name} is not a raster GDAL can read ({_first_line(exc)}); give a GeoTIFF DEM "
                         "(e.g. Copernicus GLO-30)") from None
     if crs is None:
@@ -431,7 +436,7 @@ class RasterOnGrid:
         self.halo = halo
         try:
             self._src = rasterio.open(self.path)
-        except rasterio.errors.RasterioError as exc:
+        except (rasterio.errors.RasterioError, rasterio.errors.RasterioIOError) as exc:  # 1.3: unrelated
             raise GridError(f"cannot read {self.path.name}: {_first_line(exc)}") from None
         if self._src.crs is None:
             self._src.close()
@@ -476,7 +481,7 @@ class RasterOnGrid:
         rows, cols = int(window.height) + 2 * h, int(window.width) + 2 * h
         try:
             return self._read(window, rows, cols)
-        except rasterio.errors.RasterioError as exc:
+        except (rasterio.errors.RasterioError, rasterio.errors.RasterioIOError) as exc:  # unrelated in 1.3
             raise GridError(f"cannot read {self.path.name}: {_first_line(exc)}; the file is damaged (re-download "
                             "it, or move it out of the folder to run without it)") from None
 
@@ -606,4 +611,3 @@ class MosaicOnGrid:
 
     def __exit__(self, *exc):
         self.close()
-

@@ -38,11 +38,16 @@ class Histogram:
         return float(self.edges[i] + inside * (self.edges[i + 1] - self.edges[i]))
 
     def fraction_above(self, threshold: float) -> float:
-        """Share of valid values above ``threshold`` (bin-resolution estimate, for display only)."""
+        """Share of valid values above ``threshold``, interpolated within a bin (display only).
+
+        The inverse of :meth:`value_at_percentile`: ``100 * (1 - fraction_above(value_at_percentile(p)))`` is ``p``,
+        so a percentile the user types is shown back as typed.
+        """
         if self.n_valid == 0:
             return 0.0
-        centres = (self.edges[:-1] + self.edges[1:]) / 2
-        return float(self.counts[centres > threshold].sum() / self.n_valid)
+        cumulative = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.float64)
+        below = float(np.interp(threshold, self.edges, cumulative))  # linear within each bin, clamped at the ends
+        return float(min(max(1.0 - below / self.n_valid, 0.0), 1.0))
 
 
 def raster_histogram(path: str | Path, *, bins: int = 120, value_range: tuple[float, float] | None = None,

@@ -29,10 +29,18 @@ Keys (all values are strings; lists and mappings are JSON):
 ``training_data_sha256``, ``synthetic_training_data`` (``true``/``false``)
 =========================  ===============================================
 
-Deepness-compatible keys are written too, so other QGIS tools can run the
-model: ``model_type`` (``Segmentor``), ``class_names`` (JSON), ``resolution``
-(cm per pixel), ``tiles_overlap`` (percent), ``standardization_mean``,
-``standardization_std`` (JSON lists) and ``seg_thresh``.
+Deepness-compatible keys are written too (:func:`deepness_props`), so the
+Deepness QGIS plugin (PUTvision/qgis-plugin-deepness) can run the model on a
+run's ``composite_<track>.tif``.  Deepness ``json.loads`` every value, so each
+one is JSON: ``model_type`` ``"Segmentor"`` (a JSON string, quotes included),
+``class_names`` ``{"0": "background", "1": "landslide"}``, ``resolution``
+(cm per pixel), ``tile_size`` (pixels), ``tiles_overlap`` (percent),
+``standardization_mean``/``standardization_std`` (lists) and ``seg_thresh``.
+Deepness divides every input by 255 *before* standardising, so the
+standardisation it is given is ours divided by 255:
+``(x / 255 - mean / 255) / (std / 255) == (x - mean) / std``.  It also needs a
+fixed input size; ``training/export.py`` writes ``<name>_deepness.onnx`` with
+a ``[batch, bands, tile, tile]`` input for it.
 """
 
 from __future__ import annotations
@@ -125,16 +133,37 @@ def metadata_props(info: ModelInfo) -> dict[str, str]:
         "training_events": json.dumps(info.training_events),
         "training_data_sha256": info.training_data_sha256,
         "synthetic_training_data": "true" if info.synthetic_training_data else "false",
-        # Deepness (PUTvision/qgis-plugin-deepness) keys:
-        "model_type": "Segmentor",
-        "class_names": json.dumps({"0": "background", "1": "landslide"}),
-        "resolution": repr(float(info.pixel_size_m) * 100.0),
-        "tiles_overlap": str(round(100.0 * info.tile_overlap / info.tile_size)),
-        "standardization_mean": json.dumps([float(v) for v in mean]),
-        "standardization_std": json.dumps([float(v) for v in std]),
-        "seg_thresh": repr(float(info.threshold)),
+        **deepness_props(info, mean, std),
     }
     return props
+
+
+DEEPNESS_INPUT_SCALE = 255.0  # Deepness divides every input value by this before standardising
+
+
+def deepness_props(info: ModelInfo, mean, std) -> dict[str, str]:
+    """The keys the Deepness plugin reads, each a JSON value; ``mean``/``std`` are ours (raw units, e.g. dB)."""
+    return {
+        "model_type": json.dumps("Segmentor"),
+        "class_names": json.dumps({"0": "background", "1": "landslide"}),
+        "resolution": json.dumps(float(info.pixel_size_m) * 100.0),
+        "tile_size": json.dumps(int(info.tile_size)),
+        "tiles_overlap": json.dumps(round(100.0 * info.tile_overlap / info.tile_size)),
+        "standardization_mean": json.dumps([float(v) / DEEPNESS_INPUT_SCALE for v in mean]),
+        "standardization_std": json.dumps([float(v) / DEEPNESS_INPUT_SCALE for v in std]),
+        "seg_thresh": json.dumps(float(info.threshold)),
+    }
+
+
+def neutral_inputs(info: ModelInfo) -> list[float]:
+    """Per band, the raw value that normalises to ``nodata_fill``: what the network sees where an input is NaN.
+
+    A composite written for other tools carries these instead of NaN, so they see exactly our network input.
+    """
+    norm, fill = info.normalisation, float(info.nodata_fill)
+    if norm["kind"] == "standard":
+        return [float(m) + fill * (float(s) if s else 1.0) for m, s in zip(norm["mean"], norm["std"])]
+    return [float(lo) + fill * ((float(hi) - float(lo)) or 1.0) for lo, hi in zip(norm["min"], norm["max"])]
 
 
 def file_sha256(path: str | Path) -> str:

@@ -18,6 +18,7 @@ from rasterio.features import rasterize
 from scipy import ndimage
 
 from .gpkg import read_features
+from .grid import compose
 from .png import write_png
 
 CANDIDATE_RGB = (255, 221, 0)
@@ -72,7 +73,7 @@ def render_preview(
         scale = max(1.0, max(src.width, src.height) / max_size)
         shape = (max(1, round(src.height / scale)), max(1, round(src.width / scale)))
         ratio = src.read(1, out_shape=shape, resampling=Resampling.average if scale > 1 else Resampling.nearest)
-        transform = src.transform @ Affine.scale(src.width / shape[1], src.height / shape[0])
+        transform = compose(src.transform, Affine.scale(src.width / shape[1], src.height / shape[0]))
         crs = src.crs
     img = diverging_rgb(ratio.astype(np.float32), vmin, vmax)
     if truth_path is not None:

@@ -127,8 +127,8 @@ def validate_recipe(recipe: Recipe) -> None:
         if token.startswith("ratio_"):
             ok = len(parts) == 2 and parts[1] in ("VV", "VH")
         else:
-            ok = len(parts) == 2 and parts[0] in ("VV", "VH") and parts[1] in ("pre", "post", "post1", "post2",
-                                                                                 "diff")
+            roles = ("pre", "post", "post1", "post2", "diff")
+            ok = len(parts) == 2 and parts[0] in ("VV", "VH") and parts[1] in roles
         if not ok:
             raise RecipeError(f"recipe {recipe.name}: unknown band token {token!r}")
 

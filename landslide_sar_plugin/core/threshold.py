@@ -77,6 +77,7 @@ def candidate_uuid(event_id: str, method: str, threshold: float, geometry: Mappi
     key = f"{event_id}|{method}|{float(threshold):.6f}|{json.dumps(geometry['coordinates'], default=float)}"
     return str(uuid.uuid5(CANDIDATE_UUID_NAMESPACE, key))
 
+
 BlocksFactory = Union[Callable[[], Iterable], Sequence]
 
 # --------------------------------------------------------------------------- percentile
@@ -613,7 +614,7 @@ def zonal_stats_for_polygon(
 
         def reader(win):
             r0, c0 = int(win.row_off), int(win.col_off)
-            return arr[r0 : r0 + int(win.height), c0 : c0 + int(win.width)]
+            return arr[r0:r0 + int(win.height), c0:c0 + int(win.width)]
 
     r0, c0, r1, c1 = _pixel_box(geometry, transform)
     if shape is not None:

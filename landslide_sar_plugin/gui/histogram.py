@@ -14,6 +14,7 @@ class HistogramWidget(QWidget):
         super().__init__(parent)
         self.histogram = None
         self.threshold: float | None = None
+        self.label = ""
         self.setMinimumHeight(70)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
@@ -21,8 +22,11 @@ class HistogramWidget(QWidget):
         self.histogram = histogram
         self.update()
 
-    def set_threshold(self, value: float | None) -> None:
+    def set_threshold(self, value: float | None, label: str = "") -> None:
+        """Draw the threshold line at ``value`` (score units) with ``label`` (the value in every unit)."""
         self.threshold = value
+        self.label = label
+        self.setToolTip(label)
         self.update()
 
     def paintEvent(self, event):  # noqa: N802 (Qt API)
@@ -47,5 +51,9 @@ class HistogramWidget(QWidget):
                 x = rect.left() + (self.threshold - lo) / (hi - lo) * rect.width()
                 painter.setPen(QPen(QColor(220, 0, 0), 2))
                 painter.drawLine(int(x), rect.top(), int(x), rect.bottom())
+            if self.label:
+                painter.setPen(QColor(30, 30, 30))
+                painter.drawText(rect.adjusted(4, 2, -4, 0), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop,
+                                 self.label)
         finally:
             painter.end()

@@ -1,4 +1,18 @@
-"""Loading run outputs as QGIS layers and styling them (thin: no computation here)."""
+"""Loading run outputs as QGIS layers and styling them (thin: no computation here).
+
+One style per output, used by the dock and by the Processing post-processor
+(``processing/styles.py``), so a layer looks the same however it was made:
+
+* ``a_ratio`` (dB): diverging blue (backscatter rose) - white (no change) -
+  orange, solid magenta above the threshold; the legend names the threshold;
+* ``probability``: sequential light yellow -> orange up to the threshold,
+  magenta above it (p = 0 is pale, not a colour of its own);
+* masked and no-data pixels of both are drawn grey (not transparent), so a
+  masked area reads as masked on any canvas;
+* ``heatmap``: sequential, transparent at 0; ``exceedance``: magenta where 1;
+  ``counts``: images per stack (first band), greens; ``mask``: the reason a
+  pixel was excluded, by its highest bit; ``agreement``: categories.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +20,13 @@ from pathlib import Path
 
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
+    QgsColorRampLegendNodeSettings,
     QgsColorRampShader,
     QgsDefaultValue,
     QgsEditorWidgetSetup,
     QgsFillSymbol,
     QgsLayerTreeGroup,
+    QgsPalettedRasterRenderer,
     QgsProject,
     QgsRasterLayer,
     QgsRasterShader,
@@ -23,36 +39,127 @@ from qgis.PyQt.QtGui import QColor
 STATUSES = ("proposed", "accepted", "edited", "rejected")
 STATUS_COLOURS = {"proposed": "255,221,0", "accepted": "40,200,60", "edited": "0,200,255", "rejected": "150,150,150"}
 EXCEEDANCE_COLOUR = QColor(200, 0, 160)
+MASKED_COLOUR = QColor(150, 150, 150, 170)  # no data / masked pixels of the score layers: grey, never transparent
+THRESHOLD_PROPERTY = "landslide_sar/threshold"
+KIND_PROPERTY = "landslide_sar/kind"
+TITLES = {"a_ratio": "A_ratio (dB)", "probability": "Landslide probability", "heatmap": "Landslide density",
+          "exceedance": "Above the threshold", "counts": "Images per stack", "mask": "Excluded pixels (reason)",
+          "candidates": "Candidate landslides", "agreement": "Agreement A_ratio / model"}
+# mask.tif bit flags (core/detect.py MASK_*), highest bit first: a pixel is drawn with its highest reason.
+MASK_REASONS = ((16, "outside the area of interest", QColor(90, 90, 90, 200)),
+                (8, "water", QColor(60, 120, 220, 200)),
+                (4, "convex terrain (curvature)", QColor(150, 100, 50, 200)),
+                (2, "slope below the minimum", QColor(215, 190, 140, 200)),
+                (1, "no radar data", QColor(170, 170, 170, 200)))
+AGREEMENT_CLASSES = ((0, "neither", "0,0,0,0"), (1, "A_ratio only", "255,170,0,200"),
+                     (2, "model only", "0,160,255,200"), (3, "both methods", "220,0,120,230"))
+
+
+def _item(value: float, colour: QColor, label: str):
+    return QgsColorRampShader.ColorRampItem(float(value), colour, label)
+
+
+def _pseudocolor(layer: QgsRasterLayer, items: list, vmin: float, vmax: float, *,
+                 kind=QgsColorRampShader.Type.Interpolated, band: int = 1,
+                 nodata: QColor | None = None) -> QgsSingleBandPseudoColorRenderer:
+    ramp = QgsColorRampShader(vmin, vmax)
+    ramp.setColorRampType(kind)
+    ramp.setColorRampItemList(items)
+    legend = QgsColorRampLegendNodeSettings()
+    legend.setUseContinuousLegend(False)  # a gradient bar would show only min and max, not the threshold
+    ramp.setLegendSettings(legend)
+    shader = QgsRasterShader()
+    shader.setRasterShaderFunction(ramp)
+    renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), band, shader)
+    renderer.setClassificationMin(vmin)
+    renderer.setClassificationMax(vmax)
+    if nodata is not None:
+        renderer.setNodataColor(nodata)
+    layer.setRenderer(renderer)
+    return renderer
 
 
 def ratio_shader_items(threshold: float, vmin: float, vmax: float) -> list:
-    """Diverging blue-white-red below the threshold, solid magenta above it (the exceedance pixels)."""
+    """Diverging blue-white-red below the threshold, solid magenta above it; the legend names the threshold."""
     threshold = min(max(threshold, vmin + 1e-6), vmax)
     mid = 0.0 if vmin < 0.0 < threshold else (vmin + threshold) / 2
-    items = [
-        QgsColorRampShader.ColorRampItem(vmin, QColor(40, 80, 200), f"{vmin:g}"),
-        QgsColorRampShader.ColorRampItem(mid, QColor(250, 250, 250), f"{mid:g}"),
-        QgsColorRampShader.ColorRampItem(threshold, QColor(230, 120, 90), f"{threshold:.2f}"),
-        QgsColorRampShader.ColorRampItem(threshold + 1e-6 * max(1.0, abs(threshold)), EXCEEDANCE_COLOUR,
-                                         f"> {threshold:.2f}"),
-        QgsColorRampShader.ColorRampItem(max(vmax, threshold + 1e-3), EXCEEDANCE_COLOUR, ""),
+    above = threshold + 1e-6 * max(1.0, abs(threshold))
+    return [
+        _item(vmin, QColor(40, 80, 200), f"{vmin:g} dB: backscatter rose"),
+        _item(mid, QColor(250, 250, 250), f"{mid:g} dB: no change" if mid == 0 else f"{mid:.2f} dB"),
+        _item(threshold, QColor(230, 120, 90), f"threshold {threshold:.2f} dB"),
+        _item(above, EXCEEDANCE_COLOUR, f"> {threshold:.2f} dB: candidate"),
+        _item(max(vmax, threshold + 1e-3), EXCEEDANCE_COLOUR, f"{max(vmax, threshold + 1e-3):g} dB"),
     ]
-    return items
 
 
-def style_score_layer(layer: QgsRasterLayer, threshold: float, vmin: float, vmax: float) -> None:
+def probability_shader_items(threshold: float) -> list:
+    """Sequential pale yellow (p = 0) to orange at the threshold, solid magenta above it."""
+    threshold = min(max(threshold, 1e-6), 1.0 - 1e-6)
+    return [
+        _item(0.0, QColor(255, 250, 215, 90), "0: no landslide"),
+        _item(threshold / 2, QColor(254, 205, 110), f"{threshold / 2:.2f}"),
+        _item(threshold, QColor(240, 110, 40), f"threshold {threshold:.2f}"),
+        _item(threshold + 1e-6, EXCEEDANCE_COLOUR, f"> {threshold:.2f}: candidate"),
+        _item(1.0, EXCEEDANCE_COLOUR, "1"),
+    ]
+
+
+def style_score_layer(layer: QgsRasterLayer, threshold: float, vmin: float, vmax: float,
+                      score_key: str = "a_ratio") -> None:
     """(Re)style a ratio/probability layer so pixels above ``threshold`` stand out; nothing is recomputed."""
-    ramp = QgsColorRampShader(vmin, max(vmax, threshold + 1e-3))
-    ramp.setColorRampType(QgsColorRampShader.Type.Interpolated)
-    ramp.setColorRampItemList(ratio_shader_items(threshold, vmin, vmax))
-    shader = QgsRasterShader()
-    shader.setRasterShaderFunction(ramp)
-    renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
-    renderer.setClassificationMin(vmin)
-    renderer.setClassificationMax(max(vmax, threshold + 1e-3))
-    layer.setRenderer(renderer)
-    layer.setCustomProperty("landslide_sar/threshold", float(threshold))
+    if score_key == "probability":
+        _pseudocolor(layer, probability_shader_items(threshold), 0.0, 1.0, nodata=MASKED_COLOUR)
+    else:
+        _pseudocolor(layer, ratio_shader_items(threshold, vmin, vmax), vmin, max(vmax, threshold + 1e-3),
+                     nodata=MASKED_COLOUR)
+    layer.setCustomProperty(THRESHOLD_PROPERTY, float(threshold))
+    layer.setCustomProperty(KIND_PROPERTY, score_key)
     layer.triggerRepaint()
+
+
+def style_heatmap(layer: QgsRasterLayer) -> None:
+    """Density of candidate pixels (fraction 0..1 within the radius): transparent at 0, dark red where dense."""
+    stats_max = _band_max(layer, 1, default=0.3)
+    top = max(stats_max, 0.05)
+    _pseudocolor(layer, [_item(0.0, QColor(255, 255, 255, 0), "0"),
+                         _item(top * 0.25, QColor(254, 178, 76, 160), f"{top * 0.25:.2f}"),
+                         _item(top, QColor(165, 0, 38, 230), f"{top:.2f} (share of pixels above the threshold)")],
+                 0.0, top)
+
+
+def style_exceedance(layer: QgsRasterLayer) -> None:
+    classes = [QgsPalettedRasterRenderer.Class(0, QColor(0, 0, 0, 0), "below the threshold"),
+               QgsPalettedRasterRenderer.Class(1, EXCEEDANCE_COLOUR, "above the threshold")]
+    layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
+
+
+def style_counts(layer: QgsRasterLayer) -> None:
+    """Valid images in the first stack (band 1); few images are pale, the most images dark green."""
+    top = max(1.0, _band_max(layer, 1, default=10.0))
+    name = layer.dataProvider().generateBandName(1) if layer.bandCount() else "band 1"
+    description = layer.bandName(1) or name
+    _pseudocolor(layer, [_item(0, QColor(247, 252, 245), "0 images"),
+                         _item(top, QColor(0, 109, 44), f"{top:g} images ({description})")], 0.0, top)
+
+
+def style_mask(layer: QgsRasterLayer) -> None:
+    """Why a pixel was excluded, by its highest reason bit (0 = kept, transparent)."""
+    items = [_item(0, QColor(0, 0, 0, 0), "kept")]
+    for bit, label, colour in reversed(MASK_REASONS):  # discrete ramp: first item >= value wins
+        items.append(_item(2 * bit - 1, colour, label))
+    _pseudocolor(layer, items, 0, 31, kind=QgsColorRampShader.Type.Discrete)
+
+
+def _band_max(layer: QgsRasterLayer, band: int, default: float) -> float:
+    try:
+        from qgis.core import QgsRasterBandStats
+
+        stats = layer.dataProvider().bandStatistics(band, QgsRasterBandStats.Stats.Max, layer.extent(), 250000)
+        value = float(stats.maximumValue)
+        return value if value == value and abs(value) < 1e30 else default  # NaN or "no statistics"
+    except Exception:  # a provider without statistics: the default range is still readable
+        return default
 
 
 def style_candidates(layer: QgsVectorLayer) -> None:
@@ -75,31 +182,48 @@ def style_candidates(layer: QgsVectorLayer) -> None:
     layer.triggerRepaint()
 
 
+def style_agreement(layer: QgsRasterLayer) -> None:
+    classes = [QgsPalettedRasterRenderer.Class(v, QColor(*[int(c) for c in rgba.split(",")]), label)
+               for v, label, rgba in AGREEMENT_CLASSES]
+    layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
+
+
+def style_layer(layer, key: str, *, threshold: float | None = None, vmin: float = -5.0, vmax: float = 8.0) -> None:
+    """The style of the run output ``key`` (a_ratio, probability, heatmap, exceedance, counts, mask, ...)."""
+    if key in ("a_ratio", "probability"):
+        style_score_layer(layer, threshold if threshold is not None else (0.5 if key == "probability" else 1.25),
+                          vmin, vmax, key)
+    elif key in STYLERS:
+        STYLERS[key](layer)
+
+
+STYLERS = {"heatmap": style_heatmap, "exceedance": style_exceedance, "counts": style_counts, "mask": style_mask,
+           "candidates": style_candidates, "agreement": style_agreement}
+
+
 def load_run_layers(files: dict[str, Path], group_name: str, *, threshold: float, vmin: float, vmax: float,
-                    score_key: str = "a_ratio", project: QgsProject | None = None) -> dict:
-    """Add a run's outputs under a new layer group; returns {key: layer} (group under key 'group')."""
+                    score_key: str = "a_ratio", project: QgsProject | None = None,
+                    parent: QgsLayerTreeGroup | None = None) -> dict:
+    """Add a run's outputs under a new layer group (in ``parent``, default the root); {key: layer, 'group': group}."""
     project = project or QgsProject.instance()
-    root = project.layerTreeRoot()
-    group: QgsLayerTreeGroup = root.insertGroup(0, group_name)
+    parent = parent if parent is not None else project.layerTreeRoot()
+    group: QgsLayerTreeGroup = parent.addGroup(group_name) if parent is not project.layerTreeRoot() \
+        else parent.insertGroup(0, group_name)
     layers = {"group": group}
-    titles = {"a_ratio": "A_ratio (dB)", "probability": "Landslide probability"}
-    order = [("candidates", "Candidate landslides", True), (score_key, titles.get(score_key, score_key), True),
-             ("heatmap", "Landslide density", False), ("exceedance", "Exceedance", False),
-             ("counts", "Images per stack", False), ("mask", "Terrain mask", False)]
-    for key, title, visible in order:
+    order = [("candidates", True), (score_key, True), ("heatmap", False), ("exceedance", False),
+             ("counts", False), ("mask", False)]
+    for key, visible in order:
         path = files.get(key)
         if path is None:
             continue
+        title = TITLES.get(key, key)
         if key == "candidates":
             layer = QgsVectorLayer(f"{path}|layername=candidates", title, "ogr")
-            if layer.isValid():
-                style_candidates(layer)
         else:
             layer = QgsRasterLayer(str(path), title, "gdal")
-            if layer.isValid() and key == score_key:
-                style_score_layer(layer, threshold, vmin, vmax)
         if not layer.isValid():
             continue
+        style_layer(layer, key, threshold=threshold, vmin=vmin, vmax=vmax)
         project.addMapLayer(layer, False)
         node = group.addLayer(layer)
         node.setItemVisibilityChecked(visible)
@@ -107,21 +231,13 @@ def load_run_layers(files: dict[str, Path], group_name: str, *, threshold: float
     return layers
 
 
-AGREEMENT_CLASSES = ((0, "neither", "0,0,0,0"), (1, "A_ratio only", "255,170,0,200"),
-                     (2, "model only", "0,160,255,200"), (3, "both methods", "220,0,120,230"))
-
-
 def load_agreement_layer(path, group: QgsLayerTreeGroup, project: QgsProject | None = None):
-    """Add the agreement raster (0 neither, 1 A_ratio only, 2 model only, 3 both) with a paletted style."""
-    from qgis.core import QgsPalettedRasterRenderer
-
+    """Add the agreement raster (0 neither, 1 A_ratio only, 2 model only, 3 both) on top of ``group``."""
     project = project or QgsProject.instance()
-    layer = QgsRasterLayer(str(path), "Agreement A_ratio / model", "gdal")
+    layer = QgsRasterLayer(str(path), TITLES["agreement"], "gdal")
     if not layer.isValid():
         return None
-    classes = [QgsPalettedRasterRenderer.Class(v, QColor(*[int(c) for c in rgba.split(",")]), label)
-               for v, label, rgba in AGREEMENT_CLASSES]
-    layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
+    style_agreement(layer)
     project.addMapLayer(layer, False)
     group.insertLayer(0, layer)
     return layer

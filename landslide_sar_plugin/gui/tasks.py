@@ -43,8 +43,10 @@ class CoreTask(QgsTask):
             self.result = self._fn(progress=self._progress, is_cancelled=self.isCanceled)
             return True
         except Cancelled:
+            # Reported by the dock ("cancelled; nothing was kept"); returning True keeps QGIS from also
+            # announcing "Task failed".
             self.cancelled_by_user = True
-            return False
+            return True
         except Exception as exc:  # reported to the user in finished()
             self.error = exc
             self.error_traceback = traceback.format_exc()

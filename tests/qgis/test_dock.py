@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 from qgis.PyQt.QtCore import QDateTime, Qt
@@ -48,7 +49,7 @@ def test_scene_table_shows_roles_per_event_window(dock):
     assert roles.count("post") == 1 and roles.count("unused") == 3
 
 
-def test_detect_loads_styled_layers_in_a_group_named_after_the_event(dock):
+def test_detect_loads_styled_layers_in_a_group_named_after_method_event_and_time(dock):
     from qgis.core import QgsApplication, QgsSingleBandPseudoColorRenderer
 
     dock.detect_button.click()
@@ -59,7 +60,9 @@ def test_detect_loads_styled_layers_in_a_group_named_after_the_event(dock):
     wait_until(lambda: dock.task is None)
     assert dock.run_result is not None, dock.status_label.text()
     group = dock.run_layers["group"]
-    assert group.name().startswith("Landslides event_20180905T1807") and "SYNTHETIC" in group.name()
+    # Method, event and run time: two runs of one event get two names (they all read "Landslides <event>").
+    assert re.fullmatch(r"Landslides A_ratio · event_20180905T1807 · run \d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
+                        r"\(SYNTHETIC input\)", group.name()), group.name()
     cand = dock.run_layers["candidates"]
     assert cand.featureCount() == dock.run_result.n_candidates > 20
     ratio = dock.run_layers["a_ratio"]

@@ -48,7 +48,10 @@ def test_opera_bursts_are_one_row_per_acquisition_with_their_product(dock, tmp_p
 
 
 def test_pixel_size_defaults_to_the_finest_input(dock):
-    assert dock.pixel_size.value() == 0 and dock.pixel_size.text() == "finest input"
+    from landslide_sar_plugin.gui import dock_build
+
+    assert dock_build.spin_value(dock.pixel_size) is None and "finest" in dock.pixel_size.text()
+    dock.event_time.setDateTime(QDateTime.fromString("2023-11-25T00:00:00", Qt.DateFormat.ISODate))
     assert dock.collect_params().pixel_size is None
     dock.pixel_size.setValue(10)
     assert dock.collect_params().pixel_size == 10.0

@@ -97,7 +97,7 @@ def test_metadata_has_every_field_the_plugin_repository_asks_for():
     meta.read(root / "metadata.txt", encoding="utf-8")
     general = meta["general"]
     required = [
-        "name", "qgisMinimumVersion", "qgisMaximumVersion", "supportsQt6", "description", "about", "version",
+        "name", "qgisMinimumVersion", "qgisMaximumVersion", "description", "about", "version",
         "author", "email", "repository", "tracker", "homepage", "tags", "category", "icon",
         "hasProcessingProvider", "experimental", "changelog",
     ]
@@ -105,10 +105,52 @@ def test_metadata_has_every_field_the_plugin_repository_asks_for():
     assert missing == []
     assert general["qgisMinimumVersion"] == "3.22"
     assert general["qgisMaximumVersion"] == "4.99"
-    assert general["supportsQt6"] == "True"
+    # QGIS 4 support is declared by the maximum version; supportsQt6 is deprecated by the plugin repository.
+    assert "supportsQt6" not in general
+    assert "later Google Earth Engine" not in general["about"] and "Earth Engine" in general["about"]
     assert general["category"] == "Raster"
     assert general["hasProcessingProvider"] == "yes"
     for dependency in ("numpy", "scipy", "rasterio", "onnxruntime", "earthengine-api"):
         assert dependency in general["about"]
     assert "SYNTHETIC" in general["about"]
     assert (root / "landslide_sar_plugin" / general["icon"]).is_file()
+
+
+def test_make_install_dev_links_the_checkout_the_way_qgis_finds_it(tmp_path, monkeypatch, fake_iface, plugin_errors):
+    import subprocess
+
+    import qgis.utils
+
+    profile = tmp_path / "profile"
+    subprocess.run(["make", "-s", "-C", str(ROOT), "install-dev", f"QGIS_PROFILE={profile}"], check=True,
+                   capture_output=True, text=True)
+    plugin_dir = profile / "python" / "plugins" / PACKAGE
+    assert (plugin_dir / "metadata.txt").resolve() == ROOT / "metadata.txt"
+    assert (plugin_dir / "plugin.py").resolve() == ROOT / PACKAGE / "plugin.py"  # live edits: links, not copies
+    # Running it again replaces its own folder; a folder it did not make is refused.
+    again = subprocess.run(["make", "-s", "-C", str(ROOT), "install-dev", f"QGIS_PROFILE={profile}"],
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    other = tmp_path / "other" / "python" / "plugins" / PACKAGE
+    other.mkdir(parents=True)
+    refused = subprocess.run(["make", "-s", "-C", str(ROOT), "install-dev", f"QGIS_PROFILE={tmp_path / 'other'}"],
+                             capture_output=True, text=True)
+    assert refused.returncode != 0 and "was not made by make install-dev" in refused.stdout + refused.stderr
+
+    saved = {name: mod for name, mod in sys.modules.items() if name.split(".")[0] == PACKAGE}
+    for name in saved:
+        del sys.modules[name]
+    monkeypatch.syspath_prepend(str(plugin_dir.parent))
+    monkeypatch.setattr(qgis.utils, "plugin_paths", [str(plugin_dir.parent)])
+    try:
+        qgis.utils.updateAvailablePlugins()
+        assert PACKAGE in qgis.utils.available_plugins
+        assert qgis.utils.pluginMetadata(PACKAGE, "name") == "Landslide SAR mapper"
+        qgis.utils.iface = fake_iface
+        assert qgis.utils.loadPlugin(PACKAGE) and qgis.utils.startPlugin(PACKAGE), plugin_errors
+        assert qgis.utils.unloadPlugin(PACKAGE)
+    finally:
+        for name in [n for n in sys.modules if n.split(".")[0] == PACKAGE]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+    assert plugin_errors == []

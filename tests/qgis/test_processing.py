@@ -91,7 +91,7 @@ def detect_params(out_dir, **extra):
         "DEM": str(SAMPLE / "dem.tif"),
         "EVENT_TIME": EVENT_TIME,
         "AOI": AOI,
-        "THRESHOLD_MODE": 0,
+        "THRESHOLD_MODE": 1,  # fixed (0 is the default, noise-scaled rule)
         "THRESHOLD": 1.25,
         "MIN_AREA": 500,
         "BLOCK_SIZE": 256,
@@ -158,7 +158,7 @@ def test_detect_percentile_rule_and_core_errors(provider, tmp_path):
     from qgis.core import QgsProcessingException
 
     res = processing.run("landslidesar:detect_a_ratio",
-                         detect_params(tmp_path / "p", THRESHOLD_MODE=1, PERCENTILE=98.0, POLARISATION=2))
+                         detect_params(tmp_path / "p", THRESHOLD_MODE=2, PERCENTILE=98.0, POLARISATION=3))
     run = json.loads(Path(res["RUN_JSON"]).read_text())
     assert run["threshold_rule"].startswith("percentile") and res["N_CANDIDATES"] > 0
     with pytest.raises(QgsProcessingException, match="time"):
@@ -195,8 +195,8 @@ def test_candidates_from_a_ratio_raster(detect_run, tmp_path):
     assert {f["event_id"] for f in layer.getFeatures()} == {"event_20180905T1807"}
     assert Path(res["EXCEEDANCE"]).is_file() and Path(res["HEATMAP"]).is_file()
     fixed = processing.run("landslidesar:candidates_from_ratio", {
-        "INPUT": result["A_RATIO"], "THRESHOLD_MODE": 0, "THRESHOLD": 2.5, "OUTPUT_FOLDER": str(tmp_path / "f")})
-    assert fixed["THRESHOLD_USED"] == pytest.approx(2.5) and 0 < fixed["N_CANDIDATES"] <= result["N_CANDIDATES"]
+        "INPUT": result["A_RATIO"], "THRESHOLD_MODE": 0, "THRESHOLD": 1.5, "OUTPUT_FOLDER": str(tmp_path / "f")})
+    assert fixed["THRESHOLD_USED"] == pytest.approx(1.5) and 0 < fixed["N_CANDIDATES"] <= result["N_CANDIDATES"]
 
 
 def test_evaluate_polygons_and_scores_against_the_reference(detect_run, tmp_path):

@@ -183,7 +183,7 @@ def ee_params(tmp_path, **extra):
     cache = tmp_path / "cache"
     cache.mkdir(exist_ok=True)
     params = {"AOI": EE_AOI, "EVENT_TIME": EE_EVENT, "PROJECT": "my-project", "PRE_DAYS": 40, "POST_DAYS": 20,
-              "SLOPE_MIN": 10.0, "THRESHOLD": 1.25, "MIN_AREA": 100.0, "BLOCK_SIZE": 64,
+              "SLOPE_MIN": 10.0, "THRESHOLD_MODE": 1, "THRESHOLD": 1.25, "MIN_AREA": 100.0, "BLOCK_SIZE": 64,
               "CACHE_FOLDER": str(cache), "OUTPUT_FOLDER": str(tmp_path / "run")}
     params.update(extra)
     return params

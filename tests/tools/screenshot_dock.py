@@ -1,8 +1,9 @@
 """Screenshot of the dock after a run on the SYNTHETIC sample scene (``make screenshot``).
 
-Builds a main window with a real QGIS map canvas and the plugin's dock,
-clicks "Detect landslides" on the sample scene, waits for the background
-task, zooms to the result and grabs the window offscreen into a PNG.
+Builds a main window with a real QGIS map canvas, the Layers panel (the
+legend the styles produce) and the plugin's dock at 360 px, clicks "Detect
+landslides" on the sample scene, waits for the background task, zooms to the
+result and grabs the window offscreen into a PNG.
 """
 
 from __future__ import annotations
@@ -52,9 +53,23 @@ def main(argv=None) -> int:
 
     iface = Iface()
     window = iface.window
-    window.resize(1600, 1250)
+    window.resize(1600, 1000)
+    from qgis.core import QgsLayerTreeModel, QgsProject
+    from qgis.gui import QgsLayerTreeMapCanvasBridge, QgsLayerTreeView
+    from qgis.PyQt.QtWidgets import QDockWidget
+
+    root = QgsProject.instance().layerTreeRoot()
+    model = QgsLayerTreeModel(root)
+    model.setFlag(QgsLayerTreeModel.Flag.AllowNodeChangeVisibility)
+    view = QgsLayerTreeView()
+    view.setModel(model)
+    layers_dock = QDockWidget("Layers", window)
+    layers_dock.setWidget(view)
+    window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, layers_dock)
+    bridge = QgsLayerTreeMapCanvasBridge(root, iface.canvas)  # noqa: F841 (keeps the canvas in sync)
     dock = LandslideDock(iface, window)
     window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+    window.resizeDocks([layers_dock, dock], [300, 360], Qt.Orientation.Horizontal)
     dock.use_sample_scene()
     dock.out_dir.setFilePath(tempfile.mkdtemp(prefix="landslide_screenshot_"))
     window.show()
@@ -69,12 +84,12 @@ def main(argv=None) -> int:
     if dock.run_result is None:
         print(f"error: the detection failed: {dock.status_label.text()}", file=sys.stderr)
         return 1
-    layers = [dock.run_layers[k] for k in ("candidates", "a_ratio") if k in dock.run_layers]
-    iface.canvas.setDestinationCrs(layers[1].crs())
-    iface.canvas.setLayers(layers)
-    iface.canvas.setExtent(layers[1].extent())
+    ratio = dock.run_layers["a_ratio"]
+    iface.canvas.setDestinationCrs(ratio.crs())
+    iface.canvas.setExtent(ratio.extent())
     dock.threshold_spin.setValue(1.5)
-    dock.widget().ensureWidgetVisible(dock.review_group)
+    view.expandAll()
+    dock.scroll_to(dock.threshold_group)
     iface.canvas.refresh()
     for _ in range(50):
         QCoreApplication.processEvents()

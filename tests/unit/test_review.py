@@ -81,3 +81,19 @@ def test_a_review_without_both_kinds_is_refused_with_a_sentence(score_raster):
     reviewed = review.reviewed_from_features([{"geometry": square(2), "status": "accepted"}])
     with pytest.raises(review.ReviewError, match="reject at least one"):
         review.suggest_threshold(score_raster, reviewed, current=1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-20, 20), min_size=5, max_size=400), st.floats(1.0, 99.0))
+def test_a_percentile_shown_back_is_the_percentile_typed(values, p):
+    """The dock's percentile mode: value_at_percentile and fraction_above are inverses (core/histogram.py)."""
+    from landslide_sar_plugin.core.histogram import Histogram
+
+    arr = np.array(values)
+    counts, edges = np.histogram(arr, bins=30)
+    hist = Histogram(counts=counts, edges=edges, n_valid=int(arr.size), minimum=float(arr.min()),
+                     maximum=float(arr.max()))
+    value = hist.value_at_percentile(p)
+    if hist.counts[np.clip(np.searchsorted(edges, value) - 1, 0, 29)] == 0:
+        return  # an empty bin: every value in it is the same percentile
+    assert 100 * (1 - hist.fraction_above(value)) == pytest.approx(p, abs=1e-6)

@@ -410,4 +410,3 @@ def cached_get_info(transport, cache: TileCache, obj, *, cacheable: bool, policy
     if cacheable:
         cache.put_json(key, value)
     return value
-

@@ -565,4 +565,3 @@ def _finish_server_rasters(products: Path, staging: Path, grid: Grid, params: De
         for s in staged.values():
             s.close()
     return {k: s.to_cog(staging / f"{s.name}.tif") for k, s in staged.items()}
-
