@@ -652,6 +652,15 @@ def _pass1_rasters(staging: Path, grid: Grid, params: DetectParams, passes, tags
                 descriptions=[f"A_ratio {p.lower()} {params.polarisation} dB (pre - post), unmasked"],
                 tags={**tags, "UNITS": "dB", "ORBIT_PASS": p})
         count_bands = [f"{p.lower()}_{role}" for p in passes for role in ("pre", "post")]
+        pol = evidence_polarisation(params)
+        for p in passes:
+            staged[f"evidence_{p.lower()}"] = StagedRaster(
+                staging, f"evidence_{p.lower()}", grid, count=2, dtype="float32", nodata=float("nan"),
+                descriptions=[f"{pol} pre-event median (dB)", f"{pol} post-event median (dB)"],
+                tags={**tags, "UNITS": "dB", "ORBIT_PASS": p, "POLARISATION": pol,
+                      "DEFINITION": "the radar evidence of the change: pre- and post-event temporal medians, tracks "
+                                    "of this pass averaged, unmasked; shown as R = pre, G = post, B = pre, a drop "
+                                    "(fresh scar) reads magenta, a rise green"})
         staged["counts"] = StagedRaster(staging, "counts", grid, count=len(count_bands), dtype="uint16",
                                         nodata=None, descriptions=count_bands,
                                         tags={**tags, "DEFINITION": "valid images per pixel in each stack"},
@@ -721,8 +730,18 @@ class _Pass1:
         return window, _pass1_block(window, self, readers)
 
 
-def _track_composites(ctx: _Pass1, readers: _Pass1Readers, window: Window, track) -> tuple[np.ndarray, dict]:
-    """The ratio of one track (polarisations averaged) and its per-role valid-image counts, on ``window``."""
+EVIDENCE_POLARISATIONS = ("VH", "VV")  # the evidence layer shows the first of these the run uses
+
+
+def evidence_polarisation(params: DetectParams) -> str:
+    """The polarisation the evidence layer shows: VH where the run uses it (it drops most over a fresh scar)."""
+    return next(p for p in EVIDENCE_POLARISATIONS if p in params.polarisations())
+
+
+def _track_composites(ctx: _Pass1, readers: _Pass1Readers, window: Window,
+                      track) -> tuple[np.ndarray, dict, dict]:
+    """The ratio of one track (polarisations averaged), its per-role valid-image counts, and the pre/post
+    medians (dB) of the evidence polarisation, on ``window``."""
     from . import terrain
 
     params, px, halo = ctx.params, ctx.grid.pixel_size, ctx.speckle_halo
@@ -741,7 +760,9 @@ def _track_composites(ctx: _Pass1, readers: _Pass1Readers, window: Window, track
             comps[role] = crop(med, halo)
             counts[role] = counts.get(role, 0) + crop(n, halo)
         pol_ratios.append(composite.log_ratio(comps["pre"], comps["post"]))
-    return composite.mean_of_available(pol_ratios), counts
+        if pol == evidence_polarisation(params):
+            evidence = dict(comps)
+    return composite.mean_of_available(pol_ratios), counts, evidence
 
 
 def _pass1_block(window: Window, ctx: _Pass1, readers: _Pass1Readers) -> dict[str, np.ndarray]:
@@ -757,8 +778,10 @@ def _pass1_block(window: Window, ctx: _Pass1, readers: _Pass1Readers) -> dict[st
 
     ratios_by_group: dict[tuple, list[np.ndarray]] = {}
     counts: dict[tuple[str, str], np.ndarray] = {}
+    evidence: dict[str, list[dict]] = {}
     for track in ctx.tracks:
-        ratio, track_counts = _track_composites(ctx, readers, window, track)
+        ratio, track_counts, track_evidence = _track_composites(ctx, readers, window, track)
+        evidence.setdefault(track[0], []).append(track_evidence)
         ratios_by_group.setdefault(ctx.group_of[track], []).append(ratio)
         for role, n in track_counts.items():
             key = (track[0], role)
@@ -776,7 +799,17 @@ def _pass1_block(window: Window, ctx: _Pass1, readers: _Pass1Readers) -> dict[st
             out[f"a_ratio_{p.lower()}"] = pass_ratio.get(p, np.full((rows, cols), np.nan, np.float32))
         out["counts"] = np.stack([counts.get((p, role), np.zeros((rows, cols), np.uint16))
                                   for p in ctx.passes for role in ("pre", "post")])
+        for p in ctx.passes:
+            out[f"evidence_{p.lower()}"] = _evidence_bands(evidence.get(p, []), rows, cols)
     return out
+
+
+def _evidence_bands(per_track: list[dict], rows: int, cols: int) -> np.ndarray:
+    """(pre, post) medians in dB of one pass, tracks averaged: the two bands of ``evidence_<pass>.tif``."""
+    if not per_track:
+        return np.full((2, rows, cols), np.nan, np.float32)
+    return np.stack([composite.mean_of_available([t[role] for t in per_track])
+                     for role in ("pre", "post")]).astype(np.float32)
 
 
 def _mask_code(ratio, slope, curv, params: DetectParams, grid: Grid, window: Window, water_reader) -> np.ndarray:

@@ -336,3 +336,20 @@ def test_missing_dem_is_refused_before_anything_is_written(scene_dir, tmp_path):
     with pytest.raises(DetectionError, match="DEM file .*nope.tif does not exist"):
         run_detection(scene_dir, tmp_path / "nope.tif", tmp_path / "out", params())
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("polarisation, pre_db", [("VH", -15.0), ("VV", -9.0), ("both", -15.0)])
+def test_evidence_layers_hold_the_pre_and_post_medians_per_pass(scene_dir, tmp_path, polarisation, pre_db):
+    """evidence_<pass>.tif: band 1 the pre-event median, band 2 the post-event median (dB), VH where used."""
+    res = run_detection(scene_dir, tmp_path / "dem.tif", tmp_path / "out", params(polarisation=polarisation))
+    for p in ("ascending", "descending"):
+        with rasterio.open(res.files[f"evidence_{p}"]) as src:
+            bands, tags = src.read(), src.tags()
+        assert bands.shape == (2, N, N) and tags["POLARISATION"] == ("VV" if polarisation == "VV" else "VH")
+        np.testing.assert_allclose(bands[0], pre_db, atol=1e-5)  # pre: unchanged everywhere
+        np.testing.assert_allclose(bands[1][SQUARE], pre_db - 4.0, atol=1e-5)  # post: the 4 dB drop
+        outside = np.ones((N, N), bool)
+        outside[SQUARE] = False
+        np.testing.assert_allclose(bands[1][outside], pre_db, atol=1e-5)
+    lean = run_detection(scene_dir, tmp_path / "dem.tif", tmp_path / "lean", params(pass_rasters=False))
+    assert not any(k.startswith("evidence_") for k in lean.files)
