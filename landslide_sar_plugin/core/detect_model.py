@@ -25,7 +25,11 @@ are (NaN = not predicted).
 Outputs: ``probability.tif`` (float32 0..1, NaN nodata, COG), ``exceedance.tif``,
 ``heatmap.tif``, ``candidates.gpkg`` (the A_ratio fields, method ``model``,
 plus ``model_name`` and ``model_sha256``) and ``run.json`` (with the model's
-sha256 and metadata).  :func:`write_agreement` compares an A_ratio run with a
+sha256 and metadata).  With ``params.pass_rasters`` (the default) also the
+radar evidence the analyst reviews against, ``evidence_<pass>.tif``: the pre-
+and post-event medians (dB) of VH where every scene holds it, else VV, exactly
+as the A_ratio run writes them (same readers, medians and speckle filter), so
+a model-only run can be reviewed the same way.  :func:`write_agreement` compares an A_ratio run with a
 model run on one grid.
 """
 
@@ -47,7 +51,17 @@ from . import catalog as cat
 from . import composite, terrain
 from .blocks import map_blocks, resolve_workers
 from .candidates import ThresholdSpec, threshold_and_vectorise
-from .detect import DetectParams, DetectResult, _aoi_mask, _sel_scenes, prepare_run, run_provenance
+from .detect import (
+    EVIDENCE_POLARISATIONS,
+    DetectParams,
+    DetectResult,
+    _aoi_mask,
+    _evidence_bands,
+    _sel_scenes,
+    open_stack_readers,
+    prepare_run,
+    run_provenance,
+)
 from .grid import Grid, RasterOnGrid
 from .inference import BlockPlan, TileCache, TiledModel, block_plans, combine_passes, n_block_plans, predict_plan
 from .model import ModelError, ModelInfo, check_model_fits, read_model_info, require_onnxruntime
@@ -347,6 +361,11 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
             composites = _composite_rasters(staging, grid, info, tracks, tags)
             staged.update({c.name: c for c in composites.values()})
             _write_composites(ctx, composites, info, prog)
+        if params.pass_rasters:
+            pol = evidence_polarisation_of(selection, tracks)
+            evidence = _evidence_rasters(staging, grid, pol, tracks, tags) if pol else {}
+            staged.update(evidence)
+            _write_evidence(ctx, evidence, pol, prog)
     finally:
         for raster in staged.values():
             raster.close()
@@ -557,6 +576,92 @@ def _write_composites(ctx: _ModelPass, composites: dict, info: ModelInfo, prog: 
                 staged.write(window, np.where(np.isfinite(comp), comp, fills).astype(np.float32))
     finally:
         readers.close()
+
+
+# --------------------------------------------------------------------------- the radar evidence
+
+
+def evidence_polarisation_of(selection: cat.StackSelection, tracks) -> str | None:
+    """VH where every scene of ``tracks`` holds it (it drops most over a fresh scar), else VV; None if neither."""
+    scenes = [s for t in tracks for stacks in (selection.pre, selection.post) for s in stacks[t]]
+    return next((p for p in EVIDENCE_POLARISATIONS if scenes and all(p in s.bands for s in scenes)), None)
+
+
+def _evidence_rasters(staging: Path, grid: Grid, pol: str, tracks, tags: dict) -> dict[str, StagedRaster]:
+    """One staged 2-band raster per orbit pass (``evidence_<pass>``), as the A_ratio run declares them."""
+    out = {}
+    for p in sorted({t[0] for t in tracks}):
+        key = f"evidence_{p.lower()}"
+        out[key] = StagedRaster(
+            staging, key, grid, count=2, dtype="float32", nodata=float("nan"),
+            descriptions=[f"{pol} pre-event median (dB)", f"{pol} post-event median (dB)"],
+            tags={**tags, "UNITS": "dB", "ORBIT_PASS": p, "POLARISATION": pol,
+                  "DEFINITION": "the radar evidence of the change: pre- and post-event temporal medians, tracks "
+                                "of this pass averaged, unmasked; shown as R = pre, G = post, B = pre, a drop "
+                                "(fresh scar) reads magenta, a rise green"})
+    return out
+
+
+@dataclass
+class _EvidencePass:
+    """Per block, the pre/post medians of the evidence polarisation per pass (the A_ratio run's pass 1 values)."""
+
+    ctx: _ModelPass
+    pol: str
+    halo: int
+
+    def open_readers(self) -> tuple[dict, dict]:
+        readers: dict = {}
+        try:
+            refs = open_stack_readers(self.ctx.selection, self.ctx.tracks, (self.pol,), self.ctx.grid, readers,
+                                      halo=self.halo)
+        except BaseException:
+            for reader in readers.values():
+                reader.close()
+            raise
+        return readers, refs
+
+    @staticmethod
+    def close(state) -> None:
+        for reader in state[0].values():
+            reader.close()
+
+    def compute(self, state, window) -> tuple:
+        params, px = self.ctx.params, self.ctx.grid.pixel_size
+        by_pass: dict[str, list[dict]] = {}
+        for track in self.ctx.tracks:
+            medians = {}
+            for role in ("pre", "post"):
+                refs = state[1][track][role][self.pol]
+                shape = (len(refs), int(window.height) + 2 * self.halo, int(window.width) + 2 * self.halo)
+                stack = composite.stack_db_into(np.empty(shape, np.float32),
+                                                ((reader.read(window), units) for reader, units in refs),
+                                                params.edge_noise_db)
+                med = composite.median_and_count(stack, overwrite_input=True)[0]
+                if params.speckle_sigma_m > 0:
+                    med = terrain.gaussian_smooth(med, params.speckle_sigma_m, params.speckle_radius_m, px)
+                medians[role] = crop(med, self.halo)
+            by_pass.setdefault(track[0], []).append(medians)
+        rows, cols = int(window.height), int(window.width)
+        return window, {f"evidence_{p.lower()}": _evidence_bands(v, rows, cols) for p, v in by_pass.items()}
+
+
+def _write_evidence(ctx: _ModelPass, evidence: dict[str, StagedRaster], pol: str | None, prog: Progress) -> None:
+    """A pass over the blocks writing ``evidence_<pass>.tif`` (it re-reads the stacks of one polarisation)."""
+    if not evidence:
+        return
+    params, px = ctx.params, ctx.grid.pixel_size
+    halo = (terrain.halo_px(params.speckle_sigma_m, params.speckle_radius_m, px, op="smooth")
+            if params.speckle_sigma_m > 0 else 0)
+    job = _EvidencePass(ctx, pol, halo)
+    n_blocks = ctx.grid.n_blocks(params.block_size)
+    blocks = map_blocks(ctx.grid.blocks(params.block_size), job.compute, workers=resolve_workers(params.workers),
+                        open_state=job.open_readers, close_state=_EvidencePass.close)
+    with contextlib.closing(blocks):
+        for i, (window, layers) in enumerate(blocks):
+            prog(1.0, f"writing the radar evidence: block {i + 1} of {n_blocks}")
+            for key, data in layers.items():
+                evidence[key].write(window, data)
 
 
 def add_model_fields(gpkg_path: Path, info: ModelInfo, *, synthetic: bool, threshold: float, event_id: str,
