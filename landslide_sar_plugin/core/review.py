@@ -19,6 +19,13 @@ Suggested threshold
     above the threshold = landslide" with each polygon weighted by its area, the
     polygon analogue of the map's pixel F1).  Ties go to the value closest to
     the current threshold.  It needs at least one polygon of each kind.
+
+Passes that fired
+    For the queue's attribute panel: a polygon's mean score on each orbit
+    pass's own raster (``a_ratio_<pass>.tif``; for a model run
+    ``probability_<pass>.tif`` when the run wrote them), minus the run's local
+    background (``background_change.tif``) when the A_ratio was detrended, so
+    each pass is compared with the threshold on the same footing as the map.
 """
 
 from __future__ import annotations
@@ -94,30 +101,71 @@ def polygon_mean_scores(score_path: str | Path, polygons: Sequence[Mapping]) -> 
     Reads only each polygon's window, so the cost follows the polygons, not the scene.
     """
     import rasterio
-    from rasterio.features import geometry_mask
-    from rasterio.windows import Window, from_bounds
 
     out = []
     with rasterio.open(score_path) as src:
         px_area = abs(src.transform.a * src.transform.e)
-        full = Window(0, 0, src.width, src.height)
         for geom in polygons:
-            xs, ys = _coords(geom)
-            if not xs:
-                out.append((math.nan, 0.0))
-                continue
-            win = from_bounds(min(xs), min(ys), max(xs), max(ys), src.transform)
-            win = win.round_offsets(op="floor").round_lengths(op="ceil")
-            try:
-                win = win.intersection(full)
-            except rasterio.errors.WindowError:
-                out.append((math.nan, 0.0))
-                continue
-            values = src.read(1, window=win, masked=True).filled(np.nan).astype(np.float64)
-            inside = ~geometry_mask([geom], out_shape=values.shape, transform=src.window_transform(win))
-            vals = values[inside & np.isfinite(values)]
+            vals = _values_inside(src, geom)
+            vals = vals[np.isfinite(vals)]
             out.append((float(vals.mean()), float(vals.size * px_area)) if vals.size else (math.nan, 0.0))
     return out
+
+
+def _values_inside(src, geom: Mapping) -> np.ndarray:
+    """The pixel values of band 1 of the open raster ``src`` inside ``geom`` (float64, NaN = nodata)."""
+    import rasterio
+    from rasterio.features import geometry_mask
+    from rasterio.windows import Window, from_bounds
+
+    xs, ys = _coords(geom)
+    if not xs:
+        return np.empty(0)
+    win = from_bounds(min(xs), min(ys), max(xs), max(ys), src.transform)
+    win = win.round_offsets(op="floor").round_lengths(op="ceil")
+    try:
+        win = win.intersection(Window(0, 0, src.width, src.height))
+    except rasterio.errors.WindowError:
+        return np.empty(0)
+    values = src.read(1, window=win, masked=True).filled(np.nan).astype(np.float64)
+    inside = ~geometry_mask([geom], out_shape=values.shape, transform=src.window_transform(win))
+    return values[inside]
+
+
+def per_pass_rasters(files: Mapping[str, str | Path], score_key: str) -> dict[str, Path]:
+    """``{orbit pass: raster}`` of a run's per-pass scores (``<score_key>_<pass>``), e.g. a_ratio_ascending."""
+    prefix = f"{score_key}_"
+    return {key[len(prefix):].upper(): Path(path) for key, path in sorted(files.items())
+            if key.startswith(prefix) and key[len(prefix):] in ("ascending", "descending")}
+
+
+def pass_scores(pass_rasters: Mapping[str, str | Path], geometry: Mapping,
+                background: str | Path | None = None) -> dict[str, float]:
+    """Mean score of one polygon on each pass's raster (NaN where it has no valid pixel), less ``background``.
+
+    ``background`` (the A_ratio run's ``background_change.tif``) is subtracted pixel by pixel, as the run
+    subtracted it from the averaged ratio.
+    """
+    import rasterio
+
+    bg = None
+    if background is not None and Path(background).is_file():
+        with rasterio.open(background) as src:
+            bg = _values_inside(src, geometry)
+    out = {}
+    for orbit_pass, path in pass_rasters.items():
+        with rasterio.open(path) as src:
+            vals = _values_inside(src, geometry)
+        if bg is not None and bg.shape == vals.shape:
+            vals = vals - bg
+        vals = vals[np.isfinite(vals)]
+        out[orbit_pass] = float(vals.mean()) if vals.size else math.nan
+    return out
+
+
+def passes_fired(scores: Mapping[str, float], threshold: float) -> list[str]:
+    """The passes whose polygon mean exceeds ``threshold`` (the map's rule: above the threshold = candidate)."""
+    return [p for p, v in scores.items() if math.isfinite(v) and v > threshold]
 
 
 def _coords(geom: Mapping) -> tuple[list[float], list[float]]:

@@ -97,3 +97,30 @@ def test_a_percentile_shown_back_is_the_percentile_typed(values, p):
     if hist.counts[np.clip(np.searchsorted(edges, value) - 1, 0, 29)] == 0:
         return  # an empty bin: every value in it is the same percentile
     assert 100 * (1 - hist.fraction_above(value)) == pytest.approx(p, abs=1e-6)
+
+
+def _write(path, data, nodata=float("nan")):
+    with rasterio.open(path, "w", driver="GTiff", width=100, height=100, count=1, dtype="float32",
+                       crs="EPSG:32633", transform=from_origin(0, 1000, 10, 10), nodata=nodata) as dst:
+        dst.write(data.astype(np.float32), 1)
+    return path
+
+
+def test_passes_that_fired_are_read_per_pass_less_the_background(tmp_path, score_raster):
+    asc = np.zeros((100, 100))
+    asc[10:20, 10:20] = 3.0  # square 0: ascending 3 dB
+    desc = np.full((100, 100), np.nan)
+    desc[10:20, 10:20] = 1.0  # descending 1 dB
+    background = np.full((100, 100), 0.5)
+    files = {"a_ratio": score_raster, "a_ratio_ascending": _write(tmp_path / "asc.tif", asc),
+             "a_ratio_descending": _write(tmp_path / "desc.tif", desc), "evidence_ascending": tmp_path / "e.tif"}
+    rasters = review.per_pass_rasters(files, "a_ratio")
+    assert rasters == {"ASCENDING": tmp_path / "asc.tif", "DESCENDING": tmp_path / "desc.tif"}
+    scores = review.pass_scores(rasters, square(0))
+    assert scores == pytest.approx({"ASCENDING": 3.0, "DESCENDING": 1.0})
+    assert review.passes_fired(scores, 1.5) == ["ASCENDING"]
+    less = review.pass_scores(rasters, square(0), background=_write(tmp_path / "bg.tif", background))
+    assert less == pytest.approx({"ASCENDING": 2.5, "DESCENDING": 0.5})
+    outside = review.pass_scores(rasters, _box(5000, 5000, 5100, 5100))
+    assert all(np.isnan(v) for v in outside.values()) and review.passes_fired(outside, 0.0) == []
+    assert review.per_pass_rasters(files, "probability") == {}
