@@ -1,10 +1,12 @@
-"""The "Landslide SAR mapper" dock: inputs, Detect, live threshold, review and export.
+"""The "Landslide SAR mapper" dock: inputs, Detect, live threshold, review and export, retrain.
 
 Thin by design: every computation is a ``core`` call, heavy ones inside a
 :class:`.tasks.CoreTask`.  Widgets only collect parameters, show progress,
 load layers and restyle them.  The widgets are built in :mod:`.dock_build`
 (sized for a 300 px dock), the threshold, review and export live in
-:mod:`.dock_review`, Earth Engine in :mod:`.dock_earthengine`.
+:mod:`.dock_review`, the review queue in :mod:`.dock_queue`, *Suggest
+threshold* in :mod:`.dock_suggest`, *Retrain* and the model list in
+:mod:`.dock_retrain`, Earth Engine in :mod:`.dock_earthengine`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ from ..core.params import detect_fields
 from . import dock_build as build
 from .debounce import Debouncer
 from .dock_earthengine import EarthEngineMixin
+from .dock_queue import ReviewQueueMixin
+from .dock_retrain import RetrainMixin
 from .dock_review import ThresholdReviewMixin, _user_name, alive
+from .dock_suggest import SuggestThresholdMixin
 from .layers import load_agreement_layer, load_run_layers
 from .log import log_error, log_info, log_warning
 from .tasks import CoreTask
@@ -51,7 +56,8 @@ def _default(name: str):
     return DetectParams.__dataclass_fields__[name].default
 
 
-class LandslideDock(ThresholdReviewMixin, EarthEngineMixin, QDockWidget):
+class LandslideDock(RetrainMixin, SuggestThresholdMixin, ReviewQueueMixin, ThresholdReviewMixin, EarthEngineMixin,
+                    QDockWidget):
     """Dockable panel titled "Landslide SAR mapper"."""
 
     OBJECT_NAME = "LandslideSarMapperDock"
@@ -81,8 +87,11 @@ class LandslideDock(ThresholdReviewMixin, EarthEngineMixin, QDockWidget):
         self._catalog_cache: tuple[str, float, cat.Catalog] | None = None
         self._extent_tool = None
         self._previous_tool = None
+        self.shown_request: dict | None = None  # how the shown run was made (Retrain detects again the same way)
+        self._pending_request: dict | None = None
         self._build()
         self._restore_settings()
+        self.refresh_models()
         self.refresh_scenes()
         project = QgsProject.instance()
         project.layersWillBeRemoved.connect(self._layers_removed)
@@ -108,6 +117,8 @@ class LandslideDock(ThresholdReviewMixin, EarthEngineMixin, QDockWidget):
         layout.addWidget(self.threshold_group)
         self.review_group = build.build_review(self)
         layout.addWidget(self.review_group)
+        self.retrain_group = build.build_retrain(self)
+        layout.addWidget(self.retrain_group)
         layout.addStretch(1)
         self.scroll = QScrollArea()
         self.scroll.setWidgetResizable(True)
@@ -152,6 +163,9 @@ class LandslideDock(ThresholdReviewMixin, EarthEngineMixin, QDockWidget):
             shortcut = QShortcut(QKeySequence(key), self)
             shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             shortcut.activated.connect(lambda s=status: self.set_selected_status(s))
+        self._connect_queue()
+        self._connect_suggest()
+        self._connect_retrain()
         self.scene_dir.fileChanged.connect(lambda _: self.refresh_scenes())
         for signal in (self.event_time.dateTimeChanged, self.pre_days.valueChanged, self.post_days.valueChanged,
                        self.polarisation.currentIndexChanged):
@@ -185,8 +199,9 @@ class LandslideDock(ThresholdReviewMixin, EarthEngineMixin, QDockWidget):
         self.slope_min.setValue(s.value(SETTINGS_PREFIX + "slope_min", self.slope_min.value(), type=float))
         self.ee_project.setText(s.value(SETTINGS_PREFIX + "ee_project", "", type=str))
         model = s.value(SETTINGS_PREFIX + "model", "", type=str)
-        if model:
+        if model and Path(model).is_file():  # a model deleted since falls back to the shipped one
             self.model_file.setFilePath(model)
+        self.retrain_python.setFilePath(s.value(SETTINGS_PREFIX + "retrain_python", "", type=str))
 
     def save_settings(self) -> None:
         s = self.settings
@@ -204,6 +219,7 @@ class LandslideDock(ThresholdReviewMixin, EarthEngineMixin, QDockWidget):
         s.setValue(SETTINGS_PREFIX + "slope_min", self.slope_min.value())
         s.setValue(SETTINGS_PREFIX + "ee_project", self.ee_project.text().strip())
         s.setValue(SETTINGS_PREFIX + "model", self.model_file.filePath())
+        s.setValue(SETTINGS_PREFIX + "retrain_python", self.retrain_python.filePath())
 
     # ------------------------------------------------------------------ inputs
 
@@ -383,13 +399,32 @@ class LandslideDock(ThresholdReviewMixin, EarthEngineMixin, QDockWidget):
             self.show_error(tr("Choose an ONNX model file (the plugin ships models/landslide_unet.onnx)."))
             return
         self.save_settings()
+        self._launch_detection(dict(source=source, method=method, scenes=scenes, dem=dem, params=params,
+                                    model_path=model_path))
+
+    def _launch_detection(self, request: dict) -> None:
+        """Start the background detection ``request`` describes, into a new run folder."""
+        source, method, params = request["source"], request["method"], request["params"]
         self.run_dir = self._new_run_folder(params)
         self._run_label = f"{METHOD_LABELS.get(method, method)} · {params.event_id} · run " \
                           f"{dt.datetime.now():%Y-%m-%d %H:%M:%S}"
-        work = self._detection_work(source, method, scenes, dem, params, self.run_dir, model_path)
+        work = self._detection_work(source, method, request["scenes"], request["dem"], params, self.run_dir,
+                                    request["model_path"])
+        self._pending_request = request
         log_info(f"detection started: source {source}, method {method}, event {params.event_time}, "
                  f"output {self.run_dir}")
         self._start_task(tr("Detecting landslides"), work, self._detection_done)
+
+    def redetect_with(self, model_path: str) -> bool:
+        """Detect again as the shown run was made (same scenes, event, AOI, options), with ``model_path``."""
+        request = self.shown_request
+        if request is None or request["source"] != "local":
+            self.show_info(tr("The new model is selected; click Detect landslides with the U-Net method to map the "
+                              "event with it (the shown run was not made from a local scene folder)."))
+            return False
+        method = "both" if request["method"] == "both" else "model"
+        self._launch_detection({**request, "method": method, "model_path": model_path})
+        return True
 
     def _ee_transport(self):
         return self.ee_transport_factory() if self.ee_transport_factory is not None else None
@@ -431,6 +466,7 @@ class LandslideDock(ThresholdReviewMixin, EarthEngineMixin, QDockWidget):
         self.task = task
         self.detect_button.setEnabled(False)
         self.update_button.setEnabled(False)
+        self.retrain_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
         QgsApplication.taskManager().addTask(task)
@@ -445,6 +481,7 @@ class LandslideDock(ThresholdReviewMixin, EarthEngineMixin, QDockWidget):
         task, self.task = self.task, None
         self.detect_button.setEnabled(True)
         self.update_button.setEnabled(True)
+        self.retrain_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         return task
 
@@ -480,8 +517,13 @@ class LandslideDock(ThresholdReviewMixin, EarthEngineMixin, QDockWidget):
                                               vmin=self.score_range[0], vmax=self.score_range[1],
                                               score_key=self.score_key)
         self._watch_candidates(self.run_layers.get("candidates"))
+        self.shown_request = self._pending_request
+        self._reset_queue()
+        self._setup_evidence_choice()
+        self._clear_suggestion()
         self.threshold_group.setEnabled(True)
         self.review_group.setEnabled(True)
+        self.retrain_group.setEnabled(True)
         self._setup_threshold_controls(threshold, self.histogram)
         self.progress.setValue(100)
         self.show_info(tr("{n} candidate polygons at {t:.2f} {u}; outputs in {d}").format(

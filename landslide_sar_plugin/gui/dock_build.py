@@ -201,10 +201,15 @@ def build_method(dock, default_model) -> QGroupBox:
     dock.method_combo.addItem(tr("U-Net model (ONNX)"), "model")
     dock.method_combo.addItem(tr("Both, with an agreement layer"), "both")
     f.addRow(tr("Method"), dock.method_combo)
-    dock.model_file = file_widget(filter_text=tr("ONNX model (*.onnx)"))
+    dock.model_choice = combo()
+    dock.model_choice.setToolTip(tr("The shipped model and the models Retrain made (in the plugin's models folder); "
+                                    "each stays selectable"))
+    f.addRow(tr("Model"), dock.model_choice)
+    dock.model_file = file_widget(filter_text=tr("ONNX model (*.onnx)"),
+                                  tooltip=tr("Any other ONNX model file (it joins the list above)"))
     if default_model.is_file():
         dock.model_file.setFilePath(str(default_model))
-    f.addRow(tr("Model"), dock.model_file)
+    f.addRow(tr("Model file"), dock.model_file)
     dock.write_composite = QCheckBox(tr("Write the model's input"))
     dock.write_composite.setToolTip(tr("composite_<track>.tif: the model's input bands on the run grid, without "
                                        "gaps, to run the model in other tools (e.g. the Deepness plugin)"))
@@ -274,18 +279,74 @@ def build_threshold(dock, default_threshold: float) -> QGroupBox:
     dock.update_button = QPushButton(tr("Update polygons"))
     dock.update_button.setToolTip(tr("Re-derive the candidate polygons at this threshold (keeps the old layer)"))
     f.addRow(dock.update_button)
+    dock.suggest_button = QPushButton(tr("Suggest threshold"))
+    dock.suggest_button.setToolTip(tr(
+        "The threshold that best separates the polygons you accepted, edited or drew from the ones you rejected "
+        "(area-weighted F1 of their mean score); shown as a dashed green line on the histogram"))
+    f.addRow(dock.suggest_button)
+    dock.suggest_info = QLabel()
+    dock.suggest_info.setWordWrap(True)
+    f.addRow(dock.suggest_info)
+    dock.apply_suggestion_button = QPushButton(tr("Apply the suggestion"))
+    dock.apply_suggestion_button.setToolTip(tr("Move the slider to the suggested threshold (then Update polygons)"))
+    dock.apply_suggestion_button.setEnabled(False)
+    f.addRow(dock.apply_suggestion_button)
     thr.setEnabled(False)
     return thr
+
+
+def build_queue(dock, f: QFormLayout) -> None:
+    """The review queue's rows (inside the review group)."""
+    dock.queue_button = QPushButton(tr("Start the review queue"))
+    dock.queue_button.setCheckable(True)
+    dock.queue_button.setToolTip(tr(
+        "Walk through the candidates, most useful to review first (closest to the threshold, larger first); shows "
+        "the radar evidence. Keys while it is open, anywhere in QGIS: N next, P previous, A accept, X reject"))
+    f.addRow(dock.queue_button)
+    row = QHBoxLayout()
+    dock.previous_button = QPushButton(tr("Previous"))
+    dock.previous_button.setToolTip(tr("The previous candidate of the queue, reviewed or not (P)"))
+    dock.next_button = QPushButton(tr("Next"))
+    dock.next_button.setToolTip(tr("The next unreviewed candidate: zooms to it and selects it (N)"))
+    row.addWidget(dock.previous_button)
+    row.addWidget(dock.next_button)
+    f.addRow(row)
+    dock.queue_counter = QLabel()
+    f.addRow(dock.queue_counter)
+    dock.queue_info = QLabel()
+    dock.queue_info.setWordWrap(True)
+    dock.queue_info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    f.addRow(dock.queue_info)
+    dock.evidence_combo = combo()
+    dock.evidence_combo.setToolTip(tr(
+        "The radar evidence under the polygons: R = pre-event, G = post-event, B = pre-event median backscatter "
+        "(dB); magenta = backscatter dropped (a fresh scar?), green = rose, grey = no change"))
+    dock.evidence_combo.setEnabled(False)
+    f.addRow(tr("Radar evidence"), dock.evidence_combo)
+    row = QHBoxLayout()
+    dock.edit_button = QPushButton(tr("Edit outline"))
+    dock.edit_button.setToolTip(tr("Edit the selected polygon with QGIS's vertex tool; it is marked edited"))
+    dock.draw_button_missed = QPushButton(tr("Add missed"))
+    dock.draw_button_missed.setCheckable(True)
+    dock.draw_button_missed.setToolTip(tr(
+        "Add missed landslide: draw its outline on the map (click the vertices, right-click to finish); it is added "
+        "as accepted, method manual"))
+    row.addWidget(dock.edit_button)
+    row.addWidget(dock.draw_button_missed)
+    f.addRow(row)
 
 
 def build_review(dock) -> QGroupBox:
     review = QGroupBox(tr("Review and export"))
     f = form(review)
+    build_queue(dock, f)
     row = QHBoxLayout()
     dock.accept_button = QPushButton(tr("Accept"))
-    dock.accept_button.setToolTip(tr("Mark the selected candidate polygons as landslides (Ctrl+Alt+A)"))
+    dock.accept_button.setToolTip(tr("Mark the selected candidate polygons as landslides (A in the review queue, "
+                                     "Ctrl+Alt+A in this panel); the queue moves on"))
     dock.reject_button = QPushButton(tr("Reject"))
-    dock.reject_button.setToolTip(tr("Mark the selected candidate polygons as not landslides (Ctrl+Alt+R)"))
+    dock.reject_button.setToolTip(tr("Mark the selected candidate polygons as not landslides (X in the review "
+                                     "queue, Ctrl+Alt+R in this panel); the queue moves on"))
     row.addWidget(dock.accept_button)
     row.addWidget(dock.reject_button)
     f.addRow(row)
@@ -303,6 +364,28 @@ def build_review(dock) -> QGroupBox:
     f.addRow(dock.export_button)
     review.setEnabled(False)
     return review
+
+
+def build_retrain(dock) -> QgsCollapsibleGroupBox:
+    """Retrain the model from this event's review (runs the training command with a Python that has PyTorch)."""
+    box = QgsCollapsibleGroupBox(tr("Retrain the model"))
+    f = form(box)
+    dock.retrain_button = QPushButton(tr("Retrain from this review"))
+    dock.retrain_button.setToolTip(tr(
+        "Exports the review, fine-tunes the selected model on this event's reviewed polygons in a separate process "
+        "(needs PyTorch; the plugin offers to install it), adds the new model to the model list beside the old one "
+        "and detects again with it into a new run folder"))
+    f.addRow(dock.retrain_button)
+    dock.retrain_info = QLabel()
+    dock.retrain_info.setWordWrap(True)
+    dock.retrain_info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    f.addRow(dock.retrain_info)
+    dock.retrain_python = file_widget(tooltip=tr(
+        "Optional: a Python that has PyTorch (a conda or venv python). Empty: QGIS's own Python with the PyTorch "
+        "the plugin installs"))
+    f.addRow(tr("Python with PyTorch"), dock.retrain_python)
+    box.setEnabled(False)
+    return box
 
 
 def build_footer(dock) -> QWidget:

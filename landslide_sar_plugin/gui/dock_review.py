@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qgis.core import QgsMapLayer, QgsProject, QgsVectorLayer
+from qgis.core import QgsFeatureRequest, QgsMapLayer, QgsProject, QgsVectorLayer
 from qgis.PyQt import sip
 from qgis.PyQt.QtCore import QCoreApplication
 
@@ -65,8 +65,12 @@ class ThresholdReviewMixin:
         self.histogram_widget.set_histogram(None)
         self.histogram_widget.set_threshold(None)
         self.threshold_info.setText("")
+        self._reset_queue()
+        self._clear_suggestion()
+        self.shown_request = None
         self.threshold_group.setEnabled(False)
         self.review_group.setEnabled(False)
+        self.retrain_group.setEnabled(False)
         self.show_info(tr("The project was cleared; the run's files are still in {d} (add them back or run Detect "
                           "again to review them).").format(d=out_dir))
 
@@ -215,6 +219,9 @@ class ThresholdReviewMixin:
         group.insertLayer(0, layer)
         self.run_layers["candidates"] = layer
         self._watch_candidates(layer)
+        if self.queue_is_open():  # the queue follows the new polygons
+            self._build_queue(layer)
+            self.queue_next()
         self.show_info(tr("{n} candidate polygons at {t:.2f} {u} (the previous layer is kept, hidden)").format(
             n=res.n_candidates, t=res.threshold, u=self.score_units))
 
@@ -243,6 +250,10 @@ class ThresholdReviewMixin:
         return layer
 
     def set_selected_status(self, status: str) -> int:
+        """Mark the selected polygons ``status``; in the review queue, move on to the next unreviewed one.
+
+        Accepting a polygon whose outline was edited keeps it ``edited`` (a landslide with a corrected outline).
+        """
         layer = self._candidates_or_say_why()
         if layer is None:
             return 0
@@ -253,10 +264,17 @@ class ThresholdReviewMixin:
         idx = layer.fields().indexFromName("status")
         if not layer.isEditable():
             layer.startEditing()
+        edited = set()
+        if status == "accepted":
+            request = QgsFeatureRequest().setFilterFids(ids).setFlags(QgsFeatureRequest.Flag.NoGeometry)
+            edited = {f.id() for f in layer.getFeatures(request.setSubsetOfAttributes([idx]))
+                      if str(f.attribute(idx)) == "edited"}
         for fid in ids:
-            layer.changeAttributeValue(fid, idx, status)
+            if fid not in edited:
+                layer.changeAttributeValue(fid, idx, status)
         self.show_info(tr("{n} polygon(s) marked {s}; save the layer edits or export to keep them").format(
             n=len(ids), s=status))
+        self._advance_after_review(ids)
         return len(ids)
 
     def export_to_inventory(self):

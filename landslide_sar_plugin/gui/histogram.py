@@ -1,4 +1,4 @@
-"""A small histogram widget with a threshold line (painted with QPainter; no plotting library)."""
+"""A small histogram widget with a threshold line and a suggested threshold (painted with QPainter)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ class HistogramWidget(QWidget):
         self.histogram = None
         self.threshold: float | None = None
         self.label = ""
+        self.suggested: float | None = None  # Suggest threshold's value: a second, dashed marker
+        self.suggested_label = ""
         self.setMinimumHeight(70)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
@@ -28,6 +30,21 @@ class HistogramWidget(QWidget):
         self.label = label
         self.setToolTip(label)
         self.update()
+
+    def set_suggestion(self, value: float | None, label: str = "") -> None:
+        """Draw the suggested threshold as a dashed green line with ``label`` (None removes it)."""
+        self.suggested = value
+        self.suggested_label = label
+        self.update()
+
+    def x_of(self, value: float) -> float | None:
+        """The widget x coordinate of ``value`` (score units); None without a histogram."""
+        h = self.histogram
+        if h is None or h.n_valid == 0:
+            return None
+        rect = self.rect().adjusted(2, 2, -2, -2)
+        lo, hi = float(h.edges[0]), float(h.edges[-1])
+        return rect.left() + (value - lo) / (hi - lo) * rect.width() if hi > lo else None
 
     def paintEvent(self, event):  # noqa: N802 (Qt API)
         painter = QPainter(self)
@@ -51,9 +68,23 @@ class HistogramWidget(QWidget):
                 x = rect.left() + (self.threshold - lo) / (hi - lo) * rect.width()
                 painter.setPen(QPen(QColor(220, 0, 0), 2))
                 painter.drawLine(int(x), rect.top(), int(x), rect.bottom())
+            self._paint_suggestion(painter, rect)
             if self.label:
                 painter.setPen(QColor(30, 30, 30))
                 painter.drawText(rect.adjusted(4, 2, -4, 0), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop,
                                  self.label)
         finally:
             painter.end()
+
+    def _paint_suggestion(self, painter, rect) -> None:
+        x = self.x_of(self.suggested) if self.suggested is not None else None
+        if x is None:
+            return
+        pen = QPen(QColor(0, 150, 60), 2)
+        pen.setStyle(Qt.PenStyle.DashLine)
+        painter.setPen(pen)
+        painter.drawLine(int(x), rect.top(), int(x), rect.bottom())
+        if self.suggested_label:
+            painter.setPen(QColor(0, 110, 45))
+            painter.drawText(rect.adjusted(4, 0, -4, -2), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignBottom,
+                             self.suggested_label)

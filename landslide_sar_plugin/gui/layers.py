@@ -11,7 +11,14 @@ One style per output, used by the dock and by the Processing post-processor
   masked area reads as masked on any canvas;
 * ``heatmap``: sequential, transparent at 0; ``exceedance``: magenta where 1;
   ``counts``: images per stack (first band), greens; ``mask``: the reason a
-  pixel was excluded, by its highest bit; ``agreement``: categories.
+  pixel was excluded, by its highest bit; ``agreement``: categories;
+* ``evidence_<pass>`` (the radar evidence, pre- and post-event medians in dB):
+  the change composite SAR analysts read, R = pre, G = post, B = pre, with a
+  fixed stretch for Sentinel-1 land backscatter of the polarisation its tag
+  names (:data:`EVIDENCE_STRETCH_DB`), so one colour means the same dB on every
+  run: grey where nothing changed, magenta where backscatter dropped (a fresh
+  scar in vegetation), green where it rose.  Loaded hidden; the review queue
+  switches it on.
 """
 
 from __future__ import annotations
@@ -19,21 +26,28 @@ from __future__ import annotations
 from pathlib import Path
 
 from qgis.core import (
+    Qgis,
     QgsCategorizedSymbolRenderer,
     QgsColorRampLegendNodeSettings,
     QgsColorRampShader,
+    QgsContrastEnhancement,
     QgsDefaultValue,
     QgsEditorWidgetSetup,
     QgsFillSymbol,
     QgsLayerTreeGroup,
+    QgsMapLayerLegend,
+    QgsMultiBandColorRenderer,
     QgsPalettedRasterRenderer,
     QgsProject,
     QgsRasterLayer,
     QgsRasterShader,
+    QgsRasterSymbolLegendNode,
     QgsRendererCategory,
+    QgsSimpleLegendNode,
     QgsSingleBandPseudoColorRenderer,
     QgsVectorLayer,
 )
+from qgis.PyQt import sip
 from qgis.PyQt.QtGui import QColor
 
 STATUSES = ("proposed", "accepted", "edited", "rejected")
@@ -44,7 +58,15 @@ THRESHOLD_PROPERTY = "landslide_sar/threshold"
 KIND_PROPERTY = "landslide_sar/kind"
 TITLES = {"a_ratio": "A_ratio (dB)", "probability": "Landslide probability", "heatmap": "Landslide density",
           "exceedance": "Above the threshold", "counts": "Images per stack", "mask": "Excluded pixels (reason)",
-          "candidates": "Candidate landslides", "agreement": "Agreement A_ratio / model"}
+          "candidates": "Candidate landslides", "agreement": "Agreement A_ratio / model",
+          "evidence_ascending": "Radar evidence, ascending", "evidence_descending": "Radar evidence, descending"}
+# Fixed dB stretch of the evidence composite: Sentinel-1 IW land backscatter (forest ~ -12 / -7 dB in VH / VV,
+# bare soil and fresh scars ~ -20 / -13 dB, layover and urban brighter); the same colour is the same dB on
+# every run, so a drop of 3-5 dB reads as a clear magenta.
+EVIDENCE_STRETCH_DB = {"VH": (-25.0, -5.0), "VV": (-20.0, 0.0)}
+EVIDENCE_HELP = ("R = pre-event, G = post-event, B = pre-event median of {pol} backscatter, {lo:g} to {hi:g} dB: "
+                 "grey = no change (brighter = stronger backscatter), magenta = backscatter dropped after the event "
+                 "(a fresh scar in vegetation?), green = backscatter rose")
 # mask.tif bit flags (core/detect.py MASK_*), highest bit first: a pixel is drawn with its highest reason.
 MASK_REASONS = ((16, "outside the area of interest", QColor(90, 90, 90, 200)),
                 (8, "water", QColor(60, 120, 220, 200)),
@@ -182,6 +204,62 @@ def style_candidates(layer: QgsVectorLayer) -> None:
     layer.triggerRepaint()
 
 
+def evidence_polarisation(layer: QgsRasterLayer) -> str:
+    """The polarisation an evidence raster holds, from its POLARISATION tag (VH when the tag is missing)."""
+    try:
+        from osgeo import gdal
+
+        dataset = gdal.Open(layer.source())
+        tag = dataset.GetMetadataItem("POLARISATION") if dataset is not None else None
+    except Exception:  # GDAL bindings missing or the file unreadable: the band description may still say it
+        tag = None
+    if not tag:
+        tag = "VV" if "VV" in (layer.bandName(1) or "") else "VH"
+    return str(tag).upper() if str(tag).upper() in EVIDENCE_STRETCH_DB else "VH"
+
+
+class EvidenceLegend(QgsMapLayerLegend):
+    """The evidence layer's legend in words: what magenta, green and grey mean (not "Band 1 (Red)")."""
+
+    def __init__(self, pol: str):
+        super().__init__()
+        self.pol = pol
+
+    def createLayerTreeModelLegendNodes(self, node_layer):  # noqa: N802 (QGIS API)
+        lo, hi = EVIDENCE_STRETCH_DB[self.pol]
+        nodes = [QgsRasterSymbolLegendNode(node_layer, QColor(220, 40, 220), "backscatter dropped (fresh scar?)"),
+                 QgsRasterSymbolLegendNode(node_layer, QColor(60, 200, 60), "backscatter rose"),
+                 QgsRasterSymbolLegendNode(node_layer, QColor(150, 150, 150), "no change"),
+                 QgsSimpleLegendNode(node_layer, f"R = pre, G = post, B = pre ({self.pol}, {lo:g} to {hi:g} dB)")]
+        for node in nodes:  # QGIS owns the nodes it asked for; Python must not delete them
+            sip.transferto(node, None)
+        return nodes
+
+
+def style_evidence(layer: QgsRasterLayer) -> None:
+    """R = pre (band 1), G = post (band 2), B = pre, a fixed dB stretch for the layer's polarisation."""
+    pol = evidence_polarisation(layer)
+    lo, hi = EVIDENCE_STRETCH_DB[pol]
+    renderer = QgsMultiBandColorRenderer(layer.dataProvider(), 1, 2, 1)
+    for setter in (renderer.setRedContrastEnhancement, renderer.setGreenContrastEnhancement,
+                   renderer.setBlueContrastEnhancement):
+        stretch = QgsContrastEnhancement(Qgis.DataType.Float32)
+        stretch.setContrastEnhancementAlgorithm(
+            QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum)
+        stretch.setMinimumValue(lo)
+        stretch.setMaximumValue(hi)
+        setter(stretch)
+    layer.setRenderer(renderer)
+    layer.setLegend(EvidenceLegend(pol))
+    layer.setAbstract(EVIDENCE_HELP.format(pol=pol, lo=lo, hi=hi))
+    layer.setCustomProperty(KIND_PROPERTY, "evidence")
+    layer.triggerRepaint()
+
+
+def is_evidence(key: str) -> bool:
+    return key.startswith("evidence_")
+
+
 def style_agreement(layer: QgsRasterLayer) -> None:
     classes = [QgsPalettedRasterRenderer.Class(v, QColor(*[int(c) for c in rgba.split(",")]), label)
                for v, label, rgba in AGREEMENT_CLASSES]
@@ -195,6 +273,8 @@ def style_layer(layer, key: str, *, threshold: float | None = None, vmin: float 
                           vmin, vmax, key)
     elif key in STYLERS:
         STYLERS[key](layer)
+    elif is_evidence(key):
+        style_evidence(layer)
 
 
 STYLERS = {"heatmap": style_heatmap, "exceedance": style_exceedance, "counts": style_counts, "mask": style_mask,
@@ -210,7 +290,9 @@ def load_run_layers(files: dict[str, Path], group_name: str, *, threshold: float
     group: QgsLayerTreeGroup = parent.addGroup(group_name) if parent is not project.layerTreeRoot() \
         else parent.insertGroup(0, group_name)
     layers = {"group": group}
-    order = [("candidates", True), (score_key, True), ("heatmap", False), ("exceedance", False),
+    # The evidence sits between the polygons and the score, so switching it on shows it under the outlines.
+    evidence = [(key, False) for key in sorted(files) if is_evidence(key)]
+    order = [("candidates", True), *evidence, (score_key, True), ("heatmap", False), ("exceedance", False),
              ("counts", False), ("mask", False)]
     for key, visible in order:
         path = files.get(key)
@@ -224,6 +306,8 @@ def load_run_layers(files: dict[str, Path], group_name: str, *, threshold: float
         if not layer.isValid():
             continue
         style_layer(layer, key, threshold=threshold, vmin=vmin, vmax=vmax)
+        if is_evidence(key):
+            layer.setName(f"{title} ({evidence_polarisation(layer)})")
         project.addMapLayer(layer, False)
         node = group.addLayer(layer)
         node.setItemVisibilityChecked(visible)

@@ -131,6 +131,15 @@ def _load_on_completion(context: QgsProcessingContext, uri: str, name: str, outp
     context.addLayerToLoadOnCompletion(uri, details)
 
 
+def _load_evidence(context: QgsProcessingContext, files: dict, event: str) -> None:
+    """The run's radar evidence (evidence_<pass>.tif), loaded hidden and styled like the dock's."""
+    for key in sorted(files):
+        if key.startswith("evidence_"):
+            orbit_pass = key[len("evidence_"):]
+            _load_on_completion(context, str(files[key]), tr("Radar evidence {} {}").format(orbit_pass, event),
+                                key, "raster", key)
+
+
 def _core_call(func, *args, **kwargs):
     """Run a core function; its errors become QgsProcessingException with the core message."""
     from ..core.inventory import InventoryError
@@ -361,6 +370,7 @@ class _DetectBase(_Base):
                             "a_ratio", float(result.threshold_db))
         _load_on_completion(context, cand_uri, candidates_label.format(event), self.CANDIDATES, "vector",
                             "candidates")
+        _load_evidence(context, files, event)
         return {
             self.OUTPUT_FOLDER: str(result.out_dir),
             self.A_RATIO: str(files["a_ratio"]),
@@ -890,6 +900,7 @@ class DetectModelAlgorithm(_DetectBase):
                             self.PROBABILITY, "raster", "probability", float(result.threshold))
         _load_on_completion(context, cand_uri, tr("Model candidates {}").format(event), self.CANDIDATES, "vector",
                             "candidates")
+        _load_evidence(context, files, event)
         if agreement:
             ratio = _core_call(run_detection, scenes, dem, out / "a_ratio", params, progress=fb.sub(0.6, 0.95),
                                is_cancelled=fb.is_cancelled)

@@ -3,7 +3,8 @@
 Processing adds an algorithm's outputs to the project after the run; the
 post-processor then applies the same style as the dock (:mod:`..gui.layers`):
 the A_ratio with its run's threshold in the legend, the probability ramp,
-candidates by review status, the agreement categories.  QGIS keeps only a
+candidates by review status, the agreement categories, the radar evidence
+(which, as in the dock, starts hidden: it would cover the score).  QGIS keeps only a
 C++ pointer to a post-processor, so each one is also kept alive here until it
 has run.
 """
@@ -23,14 +24,23 @@ class RunOutputStyle(QgsProcessingLayerPostProcessorInterface):
         self.key, self.threshold = key, threshold
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API)
-        from ..gui.layers import style_layer
+        from ..gui.layers import is_evidence, style_layer
 
         try:
             if layer is not None and layer.isValid():
                 style_layer(layer, self.key, threshold=self.threshold)
+                if is_evidence(self.key):
+                    _hide(layer, context)
         finally:
             if self in _PENDING:
                 _PENDING.remove(self)
+
+
+def _hide(layer, context) -> None:
+    project = context.project() if context is not None else None
+    node = project.layerTreeRoot().findLayer(layer.id()) if project is not None else None
+    if node is not None:
+        node.setItemVisibilityChecked(False)
 
 
 def post_processor(key: str, threshold: float | None = None) -> RunOutputStyle:
