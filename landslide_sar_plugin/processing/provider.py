@@ -55,8 +55,9 @@ class LandslideProvider(QgsProcessingProvider):
             self.addAlgorithm(MissingPackagesAlgorithm(message))
             return
         from .algorithms import ALGORITHMS
+        from .retrain import RetrainAlgorithm
 
-        for algorithm_class in ALGORITHMS:
+        for algorithm_class in (*ALGORITHMS, RetrainAlgorithm):
             self.addAlgorithm(algorithm_class())
 
 

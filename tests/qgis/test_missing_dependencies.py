@@ -61,7 +61,7 @@ def test_plugin_loads_without_rasterio_and_offers_the_installer(tmp_path):
     assert "-m pip install --target" in message and "--user" not in message
     assert "DIALOG True TICKED ['rasterio']" in out
     assert "RASTERIO_IMPORTED False" in out
-    assert "AFTER LandslideDock True 6" in out
+    assert "AFTER LandslideDock True 7" in out
 
 
 def test_processing_says_what_is_missing_instead_of_registering_nothing(tmp_path):

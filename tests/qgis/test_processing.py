@@ -111,11 +111,11 @@ def detect_run(provider, tmp_path_factory):
     return result, feedback, out
 
 
-def test_provider_lists_the_six_algorithms_in_one_group(provider):
+def test_provider_lists_the_seven_algorithms_in_one_group(provider):
     ids = sorted(a.id() for a in provider.algorithms())
     assert ids == ["landslidesar:candidates_from_ratio", "landslidesar:detect_a_ratio",
                    "landslidesar:detect_earthengine", "landslidesar:detect_model", "landslidesar:evaluate",
-                   "landslidesar:export_inventory"]
+                   "landslidesar:export_inventory", "landslidesar:retrain_model"]
     for alg in provider.algorithms():
         assert alg.group() == "Landslide detection" and alg.groupId() == "landslidedetection"
         assert alg.shortHelpString() and alg.displayName()
