@@ -38,7 +38,8 @@ PACKAGES: tuple[Package, ...] = (
     Package("rasterio", "rasterio", "rasterio>=1.3,<1.5", True, "reading and writing rasters"),
     Package("onnxruntime", "onnxruntime", "onnxruntime>=1.17", False, "the U-Net method"),
     Package("ee", "earthengine-api", "earthengine-api>=1.0", False, "the Google Earth Engine source"),
-    Package("torch", "torch", "torch", False, "retraining the model (training/, CPU build)",
+    # The version the training code is tested with (tests/constraints.txt); its CPU wheel, not GBs of CUDA.
+    Package("torch", "torch", "torch==2.13.0", False, "retraining the model (training/, CPU build)",
             index_url=PYTORCH_CPU_INDEX),
 )
 BY_PIP = {p.pip: p for p in PACKAGES}

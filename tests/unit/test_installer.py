@@ -73,7 +73,7 @@ def test_the_pip_command_installs_into_the_private_folder_only(tmp_path):
 def test_requirements_pin_qgis_numpy_and_put_pytorch_on_its_cpu_index():
     groups = installer.requirements_for(["rasterio", "torch", "earthengine-api"], numpy_version="1.24.2")
     assert groups == [(["rasterio>=1.3,<1.5", "earthengine-api>=1.0", "numpy==1.24.2"], None),
-                      (["torch", "numpy==1.24.2"], dependencies.PYTORCH_CPU_INDEX)]
+                      (["torch==2.13.0", "numpy==1.24.2"], dependencies.PYTORCH_CPU_INDEX)]
     cmd = installer.pip_command("python", "t", groups[1][0], index_url=groups[1][1])
     assert cmd[cmd.index("--index-url") + 1] == "https://download.pytorch.org/whl/cpu"
 
