@@ -47,6 +47,19 @@ def tr(text: str) -> str:
     return QCoreApplication.translate("LandslideDock", text)
 
 
+class InfoLabel(QLabel):
+    """A wrapping label that takes no room while it has nothing to say (a narrow dock has little height)."""
+
+    def __init__(self, text: str = ""):
+        super().__init__(text)
+        self.setWordWrap(True)
+        self.setVisible(bool(text))
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt API)
+        super().setText(text)
+        self.setVisible(bool(text))
+
+
 def form(group) -> QFormLayout:
     layout = QFormLayout(group)
     layout.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
@@ -284,8 +297,7 @@ def build_threshold(dock, default_threshold: float) -> QGroupBox:
         "The threshold that best separates the polygons you accepted, edited or drew from the ones you rejected "
         "(area-weighted F1 of their mean score); shown as a dashed green line on the histogram"))
     f.addRow(dock.suggest_button)
-    dock.suggest_info = QLabel()
-    dock.suggest_info.setWordWrap(True)
+    dock.suggest_info = InfoLabel()
     f.addRow(dock.suggest_info)
     dock.apply_suggestion_button = QPushButton(tr("Apply the suggestion"))
     dock.apply_suggestion_button.setToolTip(tr("Move the slider to the suggested threshold (then Update polygons)"))
@@ -311,10 +323,9 @@ def build_queue(dock, f: QFormLayout) -> None:
     row.addWidget(dock.previous_button)
     row.addWidget(dock.next_button)
     f.addRow(row)
-    dock.queue_counter = QLabel()
+    dock.queue_counter = InfoLabel()
     f.addRow(dock.queue_counter)
-    dock.queue_info = QLabel()
-    dock.queue_info.setWordWrap(True)
+    dock.queue_info = InfoLabel()
     dock.queue_info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     f.addRow(dock.queue_info)
     dock.evidence_combo = combo()
@@ -376,8 +387,7 @@ def build_retrain(dock) -> QgsCollapsibleGroupBox:
         "(needs PyTorch; the plugin offers to install it), adds the new model to the model list beside the old one "
         "and detects again with it into a new run folder"))
     f.addRow(dock.retrain_button)
-    dock.retrain_info = QLabel()
-    dock.retrain_info.setWordWrap(True)
+    dock.retrain_info = InfoLabel()
     dock.retrain_info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     f.addRow(dock.retrain_info)
     dock.retrain_python = file_widget(tooltip=tr(

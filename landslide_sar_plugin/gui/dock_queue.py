@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 import uuid
 
-from qgis.core import QgsCoordinateTransform, QgsFeature, QgsGeometry, QgsProject, QgsRectangle
+from qgis.core import QgsCoordinateTransform, QgsFeature, QgsGeometry, QgsProject, QgsRectangle, QgsWkbTypes
+from qgis.gui import QgsRubberBand
 from qgis.PyQt.QtCore import QCoreApplication, Qt
-from qgis.PyQt.QtGui import QKeySequence
+from qgis.PyQt.QtGui import QColor, QKeySequence
 from qgis.PyQt.QtWidgets import QShortcut
 
 from .dock_review import alive
@@ -29,8 +30,8 @@ from .map_tools import PolygonDrawTool
 from .review_queue import ReviewQueue
 
 QUEUE_KEYS = {"next": "N", "previous": "P", "accept": "A", "reject": "X"}
-ZOOM_MARGIN = 0.75  # of the polygon's larger side, on each side
-ZOOM_MIN_M = 150.0  # at least this much ground around a small polygon (map units of a projected layer)
+ZOOM_MARGIN = 1.0  # of the polygon's larger side, on each side: it fills at most a third of the view
+ZOOM_MIN_M = 300.0  # at least this much ground around a small polygon (map units of a projected layer)
 PASS_LABELS = {"ASCENDING": "ascending", "DESCENDING": "descending"}
 
 
@@ -46,6 +47,7 @@ class ReviewQueueMixin:
     _pass_cache: dict
     _draw_tool = None
     _tool_before_draw = None
+    _highlight = None  # a red outline around the candidate under review (selection colours vary)
 
     # ------------------------------------------------------------------ set-up
 
@@ -87,6 +89,7 @@ class ReviewQueueMixin:
         self.queue_button.setChecked(False)
         self.queue_button.blockSignals(False)
         self._set_queue_active(False)
+        self._clear_highlight()
         self.queue_counter.setText("")
         self.queue_info.setText("")
 
@@ -122,6 +125,7 @@ class ReviewQueueMixin:
     def close_queue(self) -> None:
         """Switch the evidence off again and the single-key shortcuts with it; the queue keeps its place."""
         self._set_queue_active(False)
+        self._clear_highlight()
         self.evidence_combo.setCurrentIndex(0)
         self.show_evidence("")
 
@@ -241,6 +245,7 @@ class ReviewQueueMixin:
         self.queue.go_to(fid)
         layer.selectByIds([fid])
         self._zoom_to(layer, feature.geometry())
+        self._highlight_geometry(layer, feature.geometry())
         self.queue_info.setText(self._describe(feature))
         self._show_counter()
 
@@ -257,6 +262,18 @@ class ReviewQueueMixin:
             box = QgsCoordinateTransform(layer.crs(), target, QgsProject.instance()).transformBoundingBox(box)
         canvas.setExtent(box)
         canvas.refresh()
+
+    def _highlight_geometry(self, layer, geometry: QgsGeometry) -> None:
+        if alive(self._highlight) is None:
+            self._highlight = QgsRubberBand(self.iface.mapCanvas(), QgsWkbTypes.GeometryType.PolygonGeometry)
+            self._highlight.setFillColor(QColor(0, 0, 0, 0))
+            self._highlight.setStrokeColor(QColor(255, 40, 40))
+            self._highlight.setWidth(3)
+        self._highlight.setToGeometry(geometry, layer)
+
+    def _clear_highlight(self) -> None:
+        if alive(self._highlight) is not None:
+            self._highlight.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
 
     def _show_counter(self) -> None:
         q = self.queue

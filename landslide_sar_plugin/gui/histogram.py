@@ -84,7 +84,9 @@ class HistogramWidget(QWidget):
         pen.setStyle(Qt.PenStyle.DashLine)
         painter.setPen(pen)
         painter.drawLine(int(x), rect.top(), int(x), rect.bottom())
-        if self.suggested_label:
+        if self.suggested_label:  # bottom right, on a pale box so the bars do not hide it
+            flags = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignBottom
+            box = painter.boundingRect(rect.adjusted(4, 0, -4, -2), flags, self.suggested_label).adjusted(-2, 0, 2, 0)
+            painter.fillRect(box, QColor(255, 255, 255, 210))
             painter.setPen(QColor(0, 110, 45))
-            painter.drawText(rect.adjusted(4, 0, -4, -2), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignBottom,
-                             self.suggested_label)
+            painter.drawText(rect.adjusted(4, 0, -4, -2), flags, self.suggested_label)

@@ -44,10 +44,12 @@ from qgis.core import (
     QgsRasterSymbolLegendNode,
     QgsRendererCategory,
     QgsSimpleLegendNode,
+    QgsSimpleLineSymbolLayer,
     QgsSingleBandPseudoColorRenderer,
     QgsVectorLayer,
 )
 from qgis.PyQt import sip
+from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QColor
 
 STATUSES = ("proposed", "accepted", "edited", "rejected")
@@ -185,12 +187,19 @@ def _band_max(layer: QgsRasterLayer, band: int, default: float) -> float:
 
 
 def style_candidates(layer: QgsVectorLayer) -> None:
-    """Outlines coloured by review status, and a value-map editor for the status field."""
+    """Outlines coloured by review status, and a value-map editor for the status field.
+
+    Outlines only, drawn by a line symbol layer: a selected polygon (the review queue selects the one under
+    review) then gets a selection-coloured outline, not QGIS's opaque selection fill, which would hide the
+    radar evidence inside it.
+    """
     categories = []
     for status in STATUSES:
-        symbol = QgsFillSymbol.createSimple({
-            "color": "0,0,0,0", "outline_color": STATUS_COLOURS[status], "outline_width": "0.5",
-            "outline_style": "dash" if status == "rejected" else "solid"})
+        outline = QgsSimpleLineSymbolLayer(QColor(*[int(c) for c in STATUS_COLOURS[status].split(",")]), 0.5)
+        if status == "rejected":
+            outline.setPenStyle(Qt.PenStyle.DashLine)
+        symbol = QgsFillSymbol()
+        symbol.changeSymbolLayer(0, outline)
         categories.append(QgsRendererCategory(status, symbol, status))
     layer.setRenderer(QgsCategorizedSymbolRenderer("status", categories))
     idx = layer.fields().indexFromName("status")

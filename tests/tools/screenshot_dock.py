@@ -3,7 +3,9 @@
 Builds a main window with a real QGIS map canvas, the Layers panel (the
 legend the styles produce) and the plugin's dock at 360 px, clicks "Detect
 landslides" on the sample scene, waits for the background task, zooms to the
-result and grabs the window offscreen into a PNG.
+result and grabs the window offscreen into a PNG.  With ``--review``: the
+review queue instead, after a few decisions (accept, reject, accept), on the
+next candidate with the radar evidence layer shown and a threshold suggested.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "dock.png")
+    parser.add_argument("--review", action="store_true", help="the review queue with the radar evidence")
     args = parser.parse_args(argv)
 
     from qgis.core import QgsApplication
@@ -89,7 +92,12 @@ def main(argv=None) -> int:
     iface.canvas.setExtent(ratio.extent())
     dock.threshold_spin.setValue(1.5)
     view.expandAll()
-    dock.scroll_to(dock.threshold_group)
+    if args.review:
+        for _ in range(10):  # the layer-tree bridge zooms to the first layers' extent in a deferred call
+            QCoreApplication.processEvents()
+        review(dock)
+    else:
+        dock.scroll_to(dock.threshold_group)
     iface.canvas.refresh()
     for _ in range(50):
         QCoreApplication.processEvents()
@@ -104,6 +112,15 @@ def main(argv=None) -> int:
     # PyQGIS can crash while tearing down a canvas with layers at interpreter exit; the file is
     # written, so leave without running the Qt/QGIS destructors.
     os._exit(0)
+
+
+def review(dock) -> None:
+    """The analyst's first decisions in the queue; the next candidate shown with its radar evidence."""
+    dock.queue_button.click()
+    for status in ("accepted", "rejected", "accepted", "rejected"):
+        dock.set_selected_status(status)
+    dock.suggest_button.click()
+    dock.scroll_to(dock.review_group)
 
 
 if __name__ == "__main__":
