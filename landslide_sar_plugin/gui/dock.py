@@ -159,7 +159,9 @@ class LandslideDock(RetrainMixin, SuggestThresholdMixin, ReviewQueueMixin, Thres
         self.accept_button.clicked.connect(lambda: self.set_selected_status("accepted"))
         self.reject_button.clicked.connect(lambda: self.set_selected_status("rejected"))
         self.export_button.clicked.connect(self.export_to_inventory)
-        for key, status in (("Ctrl+Alt+A", "accepted"), ("Ctrl+Alt+R", "rejected")):
+        # Not Ctrl+Alt+A / Ctrl+Alt+R: QGIS binds them (deselect all, Processing results), and Qt then fires
+        # neither (seen in the QGIS 3.22 desktop). Y(es) / X as the queue's X.
+        for key, status in (("Ctrl+Alt+Y", "accepted"), ("Ctrl+Alt+X", "rejected")):
             shortcut = QShortcut(QKeySequence(key), self)
             shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             shortcut.activated.connect(lambda s=status: self.set_selected_status(s))

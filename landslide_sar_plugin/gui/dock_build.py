@@ -354,10 +354,10 @@ def build_review(dock) -> QGroupBox:
     row = QHBoxLayout()
     dock.accept_button = QPushButton(tr("Accept"))
     dock.accept_button.setToolTip(tr("Mark the selected candidate polygons as landslides (A in the review queue, "
-                                     "Ctrl+Alt+A in this panel); the queue moves on"))
+                                     "Ctrl+Alt+Y in this panel); the queue moves on"))
     dock.reject_button = QPushButton(tr("Reject"))
     dock.reject_button.setToolTip(tr("Mark the selected candidate polygons as not landslides (X in the review "
-                                     "queue, Ctrl+Alt+R in this panel); the queue moves on"))
+                                     "queue, Ctrl+Alt+X in this panel); the queue moves on"))
     row.addWidget(dock.accept_button)
     row.addWidget(dock.reject_button)
     f.addRow(row)

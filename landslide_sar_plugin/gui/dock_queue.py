@@ -9,7 +9,7 @@ reviewed".  Accept / Reject advance to the next unreviewed candidate.  While
 the queue is open the radar evidence layer of the run is shown (the choice
 box switches pass or turns it off) and the single-key shortcuts work
 anywhere in the main window: N next, P previous, A accept, X reject (QGIS
-already uses Ctrl+Alt+P and Ctrl+Alt+R, R, S and T).
+already uses Ctrl+Alt+P, Ctrl+Alt+A and Ctrl+Alt+R, R, S and T).
 """
 
 from __future__ import annotations

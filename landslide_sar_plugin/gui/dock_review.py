@@ -272,8 +272,11 @@ class ThresholdReviewMixin:
         for fid in ids:
             if fid not in edited:
                 layer.changeAttributeValue(fid, idx, status)
-        self.show_info(tr("{n} polygon(s) marked {s}; save the layer edits or export to keep them").format(
-            n=len(ids), s=status))
+        text = tr("{n} polygon(s) marked {s}; save the layer edits or export to keep them").format(n=len(ids), s=status)
+        if self.queue_is_open():  # one decision after another: the status line, not a message bar per click
+            self.status_label.setText(text)
+        else:
+            self.show_info(text)
         self._advance_after_review(ids)
         return len(ids)
 

@@ -243,3 +243,26 @@ def test_update_polygons_moves_the_queue_to_the_new_layer_and_clear_resets_it(re
     assert dock.queue is None and dock.queue_counter.text() == ""
     assert dock.queue_next() is None  # says why in the status line, no exception
     assert "Run a detection first" in dock.status_label.text()
+
+
+def test_the_panel_keys_accept_and_reject_without_the_queue(shown):  # noqa: F811
+    """Ctrl+Alt+Y / Ctrl+Alt+X in the panel (QGIS itself binds Ctrl+Alt+A and Ctrl+Alt+R)."""
+    from qgis.PyQt.QtTest import QTest
+
+    dock = shown  # noqa: F811
+    run_detection(dock)
+    layer = dock.run_layers["candidates"]
+    first, second = expected_order(layer)[0][:2]
+    mods = Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier
+    from qgis.PyQt.QtWidgets import QApplication
+
+    dock.window().activateWindow()
+    QApplication.setActiveWindow(dock.window())
+    dock.accept_button.setFocus()  # the panel's own keys need the focus in the panel
+    QApplication.processEvents()
+    layer.selectByIds([first])
+    QTest.keyClick(dock.accept_button, Qt.Key.Key_Y, mods)
+    layer.selectByIds([second])
+    QTest.keyClick(dock.accept_button, Qt.Key.Key_X, mods)
+    assert (layer.getFeature(first)["status"], layer.getFeature(second)["status"]) == ("accepted", "rejected")
+    assert not dock.queue_is_open()
