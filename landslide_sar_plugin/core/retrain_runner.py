@@ -345,10 +345,11 @@ def run_retrain(cmd: Sequence[str], env: dict, models_dir: str | os.PathLike, *,
 
 def _supervise(cmd, env, cwd, progress, is_cancelled, log, grace_s, poll_s) -> tuple[DoneLine | None, list[str]]:
     """Start the command and follow it to its end; (the "done" line, every output line)."""
+    options = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                   encoding="utf-8", errors="replace", env=env, cwd=cwd, **_new_group())
     try:
-        proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE,  # noqa: S603  # nosec B603
-                                stdin=subprocess.DEVNULL, text=True, encoding="utf-8", errors="replace", env=env,
-                                cwd=cwd, **_new_group())
+        # cmd is retrain_command's list (no shell): the user's chosen Python and our own arguments.
+        proc = subprocess.Popen(list(cmd), **options)  # noqa: S603  # nosec B603
     except OSError as exc:
         raise RetrainError(f"the training command could not be started with {cmd[0]} ({exc})") from None
     lines: queue.Queue = queue.Queue()
@@ -433,8 +434,8 @@ def terminate_tree(proc: subprocess.Popen, grace_s: float = TERMINATE_GRACE_S) -
     if proc.poll() is not None:
         return
     if sys.platform.startswith("win"):
-        subprocess.run(["taskkill", "/T", "/F", "/PID", str(proc.pid)],  # noqa: S603, S607  # nosec B603 B607
-                       capture_output=True, check=False)
+        kill = ["taskkill", "/T", "/F", "/PID", str(proc.pid)]
+        subprocess.run(kill, capture_output=True, check=False)  # noqa: S603, S607  # nosec B603
     else:
         _signal_group(proc, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
