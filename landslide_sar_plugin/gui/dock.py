@@ -35,7 +35,7 @@ from .dock_queue import ReviewQueueMixin
 from .dock_retrain import RetrainMixin
 from .dock_review import ThresholdReviewMixin, _user_name, alive
 from .dock_suggest import SuggestThresholdMixin
-from .layers import load_agreement_layer, load_run_layers
+from .layers import is_evidence, load_agreement_layer, load_run_layers
 from .log import log_error, log_info, log_warning
 from .tasks import CoreTask
 from .threshold_modes import Noise
@@ -558,7 +558,9 @@ class LandslideDock(RetrainMixin, SuggestThresholdMixin, ReviewQueueMixin, Thres
         top = root.insertGroup(0, self._group_name())
         load_agreement_layer(out["agreement"], top)
         model = out["model_result"]
-        model_layers = load_run_layers(model.files, "U-Net", threshold=model.threshold, vmin=0.0, vmax=1.0,
+        # One grid, the same scenes: the model run's radar evidence is the A_ratio run's (loaded once, there).
+        model_files = {k: v for k, v in model.files.items() if not is_evidence(k)}
+        model_layers = load_run_layers(model_files, "U-Net", threshold=model.threshold, vmin=0.0, vmax=1.0,
                                        score_key="probability", parent=top)
         node = model_layers["group"].findLayer(model_layers["probability"].id()) \
             if "probability" in model_layers else None

@@ -266,3 +266,17 @@ def test_the_panel_keys_accept_and_reject_without_the_queue(shown):  # noqa: F81
     QTest.keyClick(dock.accept_button, Qt.Key.Key_X, mods)
     assert (layer.getFeature(first)["status"], layer.getFeature(second)["status"]) == ("accepted", "rejected")
     assert not dock.queue_is_open()
+
+
+def test_a_both_run_loads_the_evidence_once(dock):  # noqa: F811
+    pytest.importorskip("onnxruntime")
+    dock.method_combo.setCurrentIndex(dock.method_combo.findData("both"))
+    run_detection(dock)
+    assert dock.run_result is not None, dock.status_label.text()
+    from qgis.core import QgsProject
+
+    names = [layer.name() for layer in QgsProject.instance().mapLayers().values()]
+    assert sorted(n for n in names if n.startswith("Radar evidence")) == [
+        "Radar evidence, ascending (VH)", "Radar evidence, descending (VH)"]
+    dock.queue_next()
+    assert dock.queue_info.text().count("Passes that fired: ") == 1 and "n/a" not in dock.queue_info.text()
