@@ -12,8 +12,22 @@ extent that the model's tiles need, runs the tiled, blended inference
 
 * a model that declares ``orbit_pass`` ``ASCENDING`` or ``DESCENDING`` runs on
   that pass's tracks only; a model for ``any`` pass runs on every track;
-* probabilities are averaged over the tracks of a pass, then over the passes
-  (NaN only where no track has data), as the A_ratio run averages ratios.
+* a per-pass recipe: probabilities are averaged over the tracks of a pass, then
+  over the passes (NaN only where no track has data), as the A_ratio run
+  averages ratios;
+* a joint recipe (:mod:`.recipes`, ``joint_passes``): the tracks of each pass
+  are averaged into one pass block, and the network sees both passes at once
+  (a pass without data is flagged as missing, not averaged in), so a change
+  seen in one pass only is weighed by the network, not halved by a mean.
+
+Which model runs, on what, and why (:func:`model_choice`): a model whose recipe
+carries polarisation flags (``avail_VV``/``avail_VH``) runs on dual-pol stacks
+and on single-pol ones (the missing polarisation is flagged); the run uses
+both polarisations when the stacks hold them, else the one they hold.  A model
+trained on a range of pixel sizes runs on any grid within it; when no pixel
+size is given and the finest input lies outside it, the grid takes the nearest
+size the model knows.  ``run.json`` (``model_choice``), the command line and the
+dock say which model ran on which polarisations and passes, and why.
 
 The composites are the recipe's bands exactly (dB after frame-edge-noise
 masking, no speckle filter; terrain from the DEM), so training can build the
@@ -31,6 +45,7 @@ model run on one grid.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -49,8 +64,19 @@ from .candidates import ThresholdSpec, threshold_and_vectorise
 from .detect import DetectParams, DetectResult, _aoi_mask, _sel_scenes, open_stack_readers, prepare_run, run_provenance
 from .grid import Grid, RasterOnGrid
 from .inference import BlockPlan, TileCache, TiledModel, block_plans, combine_passes, n_block_plans, predict_plan
-from .model import ModelError, ModelInfo, check_model_fits, read_model_info, require_onnxruntime
-from .recipes import CURVATURE_RADIUS_M, CURVATURE_SIGMA_M, Recipe, RecipeError, build_composite
+from .model import ModelError, ModelInfo, check_model_fits, pixel_size_range, read_model_info, require_onnxruntime
+from .recipes import (
+    CURVATURE_RADIUS_M,
+    CURVATURE_SIGMA_M,
+    PASS_PREFIXES,
+    Recipe,
+    RecipeError,
+    assemble_joint,
+    build_composite,
+    build_pass_bands,
+    composite_valid,
+    mean_over_tracks,
+)
 from .staging import (
     CancelFn,
     DetectionError,
@@ -99,14 +125,66 @@ def _check_catalog(info: ModelInfo, recipe: Recipe):
     def check(catalog: cat.Catalog) -> None:
         held = {p for s in catalog.scenes for p in s.bands}
         missing = [p for p in recipe.polarisations() if p not in held]
+        if recipe.optional_polarisations() and len(missing) < len(recipe.polarisations()):
+            return
         if missing:
             raise ModelError(f"the model's composite {info.composite} needs {'+'.join(missing)}, which the scenes "
                              "do not hold")
     return check
 
 
+def choose_polarisations(recipe: Recipe, params: DetectParams):
+    """``catalog -> polarisations`` for :func:`.detect.prepare_run`: every polarisation the recipe reads,
+    or, for a recipe with polarisation flags, the set that keeps the most scenes in the windows (both when
+    the stacks hold both; VH before VV on a tie)."""
+    needed = recipe.polarisations()
+
+    def choose(catalog: cat.Catalog) -> tuple[str, ...]:
+        if not recipe.optional_polarisations():
+            return needed
+        best, best_n = needed, -1
+        for cand in (needed, *[(p,) for p in ("VH", "VV") if p in needed]):
+            try:
+                sel = cat.select_stacks(catalog.scenes, params.event_time, pre_days=params.pre_days,
+                                        post_days=params.post_days, pre_range=params.pre_range,
+                                        post_range=params.post_range, polarisations=cand)
+            except cat.CatalogError:
+                continue
+            n = sum(len(sel.pre[t]) + len(sel.post[t]) for t in sel.tracks())
+            if n > best_n:
+                best, best_n = cand, n
+        return best
+    return choose
+
+
+def model_choice(info: ModelInfo, recipe: Recipe, polarisations, tracks, pixel_size: float,
+                 pixel_note: str = "") -> dict:
+    """Which model runs on what, and why, in words (``run.json``, the command line, the dock)."""
+    pols = [p for p in recipe.polarisations() if p in polarisations]
+    passes = sorted({t[0] for t in tracks})
+    missing = [p for p in recipe.polarisations() if p not in pols]
+    why = []
+    if missing and recipe.optional_polarisations():
+        why.append(f"the stacks hold no {'/'.join(missing)}, so the model runs on {'+'.join(pols)} only (it takes "
+                   "a polarisation mask)")
+    else:
+        why.append(f"the stacks hold {'+'.join(pols)}")
+    if recipe.joint_passes:
+        why.append("both orbit passes seen jointly" if len(passes) > 1 else
+                   f"only the {passes[0].lower()} pass has pre- and post-event scenes (the model flags the other "
+                   "as missing)")
+    else:
+        why.append(f"{' and '.join(p.lower() for p in passes)} pass(es), probabilities averaged")
+    why.append(f"{pixel_size:g} m grid" + (f" ({pixel_note})" if pixel_note else ""))
+    name = info.model_name
+    text = f"{name} on {'+'.join(pols)}, {'+'.join(p.lower() for p in passes)}: {'; '.join(why)}"
+    return {"model_name": name, "model_file": info.path.name if info.path else None,
+            "polarisations": pols, "orbit_passes": passes, "pixel_size_m": pixel_size,
+            "joint_passes": recipe.joint_passes, "reason": text}
+
+
 def _tracks_for_model(info: ModelInfo, recipe: Recipe, selection: cat.StackSelection, pixel_size: float,
-                      warnings: list[str]) -> list[tuple]:
+                      warnings: list[str], polarisations) -> list[tuple]:
     tracks = selection.tracks()
     if info.orbit_pass in ("ASCENDING", "DESCENDING"):
         tracks = [t for t in tracks if t[0] == info.orbit_pass]
@@ -115,8 +193,7 @@ def _tracks_for_model(info: ModelInfo, recipe: Recipe, selection: cat.StackSelec
                                  f"{info.orbit_pass.lower()} track has both pre- and post-event scenes")
     enough = [t for t in tracks if len(selection.post[t]) >= recipe.min_post_scenes()]
     n_post = max(len(selection.post[t]) for t in tracks)
-    check_model_fits(info, available_polarisations=recipe.polarisations(), n_post_scenes=n_post,
-                     pixel_size_m=pixel_size)
+    check_model_fits(info, available_polarisations=polarisations, n_post_scenes=n_post, pixel_size_m=pixel_size)
     for t in tracks:
         if t not in enough:
             warnings.append(f"track {t[0].lower()} {t[1]} has only {len(selection.post[t])} post-event scene(s); "
@@ -134,24 +211,15 @@ def composite_dem_halo(recipe: Recipe, pixel_size: float) -> int:
     return 1
 
 
-def read_track_composite(recipe: Recipe, stack_refs: Mapping[str, Mapping[str, list]], window, dem_reader,
-                         dem_halo: int, pixel_size: float, *, edge_noise_db: float = composite.EDGE_NOISE_DB
-                         ) -> np.ndarray:
-    """The recipe's ``(bands, rows, cols)`` composite of one track on ``window`` of the grid.
+def _read_stacks(stack_refs: Mapping[str, Mapping[str, list]], window, edge_noise_db: float) -> dict:
+    return {role: {pol: np.stack([composite.mask_edge_noise(composite.to_db(reader.read(window), units),
+                                                            edge_noise_db) for reader, units in refs])
+                   for pol, refs in stack_refs[role].items()}
+            for role in ("pre", "post")}
 
-    ``stack_refs[role][pol]`` lists ``(RasterOnGrid, units)`` per scene in
-    time order (``role`` is ``pre``/``post``); ``dem_reader`` reads with
-    ``dem_halo`` (at least :func:`composite_dem_halo`).  SAR values become dB
-    and frame-edge noise is masked.  Training builds its chips with this same
-    function, so a model sees exactly the inputs it was trained on.
-    """
-    stacks = {}
-    for role in ("pre", "post"):
-        stacks[role] = {
-            pol: np.stack([composite.mask_edge_noise(composite.to_db(reader.read(window), units), edge_noise_db)
-                           for reader, units in refs])
-            for pol, refs in stack_refs[role].items()
-        }
+
+def read_terrain(recipe: Recipe, window, dem_reader, dem_halo: int, pixel_size: float) -> dict[str, np.ndarray]:
+    """The recipe's terrain layers on ``window`` (the DEM read with ``dem_halo``, cropped)."""
     layers = {}
     needs = recipe.terrain()
     if needs:
@@ -163,8 +231,75 @@ def read_track_composite(recipe: Recipe, stack_refs: Mapping[str, Mapping[str, l
         if "curvature" in needs:
             layers["curvature"] = crop(terrain.curvature(dem, pixel_size, CURVATURE_SIGMA_M, CURVATURE_RADIUS_M),
                                        dem_halo)
+    return layers
+
+
+def read_pass_block(recipe: Recipe, stack_refs: Mapping[str, Mapping[str, list]], window, pixel_size: float, *,
+                    sar_halo: int = 0, edge_noise_db: float = composite.EDGE_NOISE_DB) -> np.ndarray:
+    """The SAR bands of one track on ``window`` (:func:`.recipes.build_pass_bands`), stacks read ``sar_halo``
+    pixels beyond the window (the readers were opened with that halo) for exact detrended bands."""
+    stacks = _read_stacks(stack_refs, window, edge_noise_db)
+    origin = (int(window.row_off) - sar_halo, int(window.col_off) - sar_halo)
     try:
-        return build_composite(recipe, stacks["pre"], stacks["post"], layers)
+        bands = build_pass_bands(recipe, stacks["pre"], stacks["post"], origin=origin, pixel_size=pixel_size)
+    except RecipeError as exc:
+        raise DetectionError(str(exc)) from None
+    return crop(bands, sar_halo) if sar_halo else bands
+
+
+def read_track_composite(recipe: Recipe, stack_refs: Mapping[str, Mapping[str, list]], window, dem_reader,
+                         dem_halo: int, pixel_size: float, *, edge_noise_db: float = composite.EDGE_NOISE_DB,
+                         sar_halo: int = 0) -> np.ndarray:
+    """The recipe's ``(bands, rows, cols)`` composite of one track on ``window`` of the grid (a per-pass recipe).
+
+    ``stack_refs[role][pol]`` lists ``(RasterOnGrid, units)`` per scene in
+    time order (``role`` is ``pre``/``post``), opened with ``sar_halo`` (at
+    least :meth:`.recipes.Recipe.sar_halo_px`); ``dem_reader`` reads with
+    ``dem_halo`` (at least :func:`composite_dem_halo`).  SAR values become dB
+    and frame-edge noise is masked.  Training builds its chips with this same
+    function, so a model sees exactly the inputs it was trained on.
+    """
+    if recipe.joint_passes:
+        raise DetectionError(f"composite {recipe.name} joins both passes; read it with read_joint_composite")
+    stacks = _read_stacks(stack_refs, window, edge_noise_db)
+    layers = read_terrain(recipe, window, dem_reader, dem_halo, pixel_size)
+    origin = (int(window.row_off) - sar_halo, int(window.col_off) - sar_halo)
+    if sar_halo:
+        layers = {k: np.pad(v, sar_halo, constant_values=np.nan) for k, v in layers.items()}
+    try:
+        comp = build_composite(recipe, stacks["pre"], stacks["post"], layers, origin=origin, pixel_size=pixel_size)
+    except RecipeError as exc:
+        raise DetectionError(str(exc)) from None
+    return crop(comp, sar_halo) if sar_halo else comp
+
+
+def read_joint_composite(recipe: Recipe, refs_by_track: Mapping[tuple, Mapping], window, dem_reader,
+                         dem_halo: int, pixel_size: float, *, sar_halo: int = 0,
+                         edge_noise_db: float = composite.EDGE_NOISE_DB,
+                         pass_flags: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    """The joint composite (both passes, :func:`.recipes.assemble_joint`) on ``window``.
+
+    Tracks of one pass are averaged into its block (:func:`.recipes.mean_over_tracks`).
+    ``pass_flags[pass]`` (True = layover/shadow in that geometry) removes that pass's data there, so the
+    network sees the other pass alone rather than a masked output.
+    """
+    shape = (int(window.height), int(window.width))
+    blocks = {}
+    for orbit_pass in PASS_PREFIXES:
+        per_track = [read_pass_block(recipe, refs, window, pixel_size, sar_halo=sar_halo,
+                                     edge_noise_db=edge_noise_db)
+                     for track, refs in refs_by_track.items() if track[0] == orbit_pass]
+        if not per_track:
+            continue
+        block = mean_over_tracks(per_track, recipe)
+        flags = (pass_flags or {}).get(orbit_pass)
+        if flags is not None:
+            for i, t in enumerate(recipe.pass_tokens()):
+                block[i][flags] = 0.0 if t.startswith("avail_") else np.nan
+        blocks[orbit_pass] = block
+    layers = read_terrain(recipe, window, dem_reader, dem_halo, pixel_size)
+    try:
+        return assemble_joint(recipe, blocks, layers, shape)
     except RecipeError as exc:
         raise DetectionError(str(exc)) from None
 
@@ -214,20 +349,50 @@ def run_model_detection(
     recipe = info.get_recipe()
     log.info("model %s (%s, composite %s, sha256 %s...) on %s", info.model_name, info.path.name, info.composite,
              info.sha256[:12], model.provider)
-    prep = prepare_run(scenes_dir, dem, params, prog, polarisations=recipe.polarisations(),
-                       check_catalog=_check_catalog(info, recipe))
+    prep, pols, pixel_note = _prepare_for_model(scenes_dir, dem, params, prog, info, recipe)
     warnings = prep.warnings
-    tracks = _tracks_for_model(info, recipe, prep.selection, prep.grid.pixel_size, warnings)
+    tracks = _tracks_for_model(info, recipe, prep.selection, prep.grid.pixel_size, warnings, pols)
+    choice = model_choice(info, recipe, pols, tracks, prep.grid.pixel_size, pixel_note)
+    log.info("%s", choice["reason"])
     timings["catalogue_s"] = time.perf_counter() - t_start
 
     run_threshold = info.threshold if threshold is None else float(threshold)
     return run_staged(out, lambda staging: _run_staged(scenes_dir, dem, out, staging, params, prep, tracks, model,
-                                                      recipe, layover_masks or {}, run_threshold, timings, prog),
+                                                      recipe, layover_masks or {}, run_threshold, timings, prog,
+                                                      choice=choice),
                       timings, t_start)
 
 
+def _prepare_for_model(scenes_dir, dem: Path, params: DetectParams, prog: Progress, info: ModelInfo,
+                       recipe: Recipe):
+    """:func:`.detect.prepare_run` with the model's polarisations; a grid outside the pixel sizes the model
+    knows is rebuilt at the nearest one when no pixel size was given.  Returns (prep, polarisations, note)."""
+    chosen: dict = {}
+    choose = choose_polarisations(recipe, params)
+
+    def pols(catalog):
+        chosen["pols"] = choose(catalog)
+        return chosen["pols"]
+
+    prep = prepare_run(scenes_dir, dem, params, prog, polarisations=pols, check_catalog=_check_catalog(info, recipe))
+    lo, hi = pixel_size_range(info)
+    px, note = prep.grid.pixel_size, ""
+    if params.pixel_size is None and not lo <= px <= hi:
+        lo_t, hi_t = info.pixel_size_range_m or (info.pixel_size_m, info.pixel_size_m)
+        target = float(min(max(px, lo_t), hi_t))
+        note = (f"the finest input is {px:g} m, outside the {lo_t:g}-{hi_t:g} m the model was trained on, so the "
+                f"scenes are resampled to {target:g} m")
+        prep = prepare_run(scenes_dir, dem, dataclasses.replace(params, pixel_size=target), prog,
+                           polarisations=pols, check_catalog=_check_catalog(info, recipe))
+        prep.warnings.append(note)
+    elif params.pixel_size is None:
+        note = "the finest input resolution"
+    return prep, chosen.get("pols", recipe.polarisations()), note
+
+
 def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectParams, prep, tracks, model,
-                recipe: Recipe, layover_masks, threshold: float, timings: dict, prog: Progress) -> ModelDetectResult:
+                recipe: Recipe, layover_masks, threshold: float, timings: dict, prog: Progress, *,
+                choice: dict | None = None) -> ModelDetectResult:
     info: ModelInfo = model.info
     grid, selection = prep.grid, prep.selection
     px = grid.pixel_size
@@ -254,23 +419,28 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
         for key, path in layover_masks.items():
             mask_readers[key] = RasterOnGrid(path, 1, grid, resampling=Resampling.nearest)
             extra.append(mask_readers[key])
-        refs = open_stack_readers(selection, tracks, recipe.polarisations(), grid, readers)
+        pols = (choice or {}).get("polarisations") or list(recipe.polarisations())
+        sar_halo = recipe.sar_halo_px(px)
+        refs = open_stack_readers(selection, tracks, pols, grid, readers, halo=sar_halo)
+        combination = ("both orbit passes in one network input (joint recipe)" if recipe.joint_passes else
+                       "tracks then passes averaged")
         staged["probability"] = StagedRaster(
             staging, "probability", grid, count=1, dtype="float32", nodata=float("nan"),
             descriptions=[f"landslide probability ({info.model_name}, composite {info.composite})"],
             tags={**tags, "UNITS": "probability 0..1", "COMPOSITE": info.composite,
                   "ORBIT_PASSES": ",".join(passes),
-                  "DEFINITION": "tiled ONNX inference with cosine-blended overlaps; tracks then passes averaged; "
+                  "DEFINITION": f"tiled ONNX inference with cosine-blended overlaps; {combination}; "
                                 "NaN = no data, layover/shadow, water or outside the AOI"})
 
         block = params.block_size
         n_blocks = n_block_plans(grid.height, grid.width, block)
-        caches = {t: TileCache() for t in tracks}
+        caches = {t: TileCache() for t in (["joint"] if recipe.joint_passes else tracks)}
+        block_fn = _joint_block if recipe.joint_passes else _model_block
         prog.stage(0.02, 0.75)
         for i, plan in enumerate(block_plans(grid.height, grid.width, info.tile_size, info.tile_overlap, block)):
             prog(i / n_blocks, f"model inference: block {i + 1} of {n_blocks}")
-            prob = _model_block(plan, grid, params, tracks, refs, dem_reader, dem_halo, recipe, model, caches,
-                                water_reader, mask_readers, prog, i, n_blocks)
+            prob = block_fn(plan, grid, params, tracks, refs, dem_reader, dem_halo, recipe, model, caches,
+                            water_reader, mask_readers, prog, i, n_blocks, sar_halo=sar_halo)
             staged["probability"].write(plan.core, prob)
         prog(1.0, "model inference done")
     finally:
@@ -305,7 +475,11 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
         "execution_provider": model.provider,
         "orbit_passes_used": passes,
         "tracks_used": [{"orbit_pass": t[0], "relative_orbit": t[1]} for t in tracks],
-        "orbit_combination": "mean of the tracks within each orbit direction, then of the directions (NaN-aware)",
+        "orbit_combination": ("the tracks of each orbit direction averaged into one pass block; both directions "
+                              "in one network input (a missing direction is flagged, not averaged in)"
+                              if recipe.joint_passes else
+                              "mean of the tracks within each orbit direction, then of the directions (NaN-aware)"),
+        "model_choice": choice or {},
         "blending": {"tile_size": info.tile_size, "tile_overlap": info.tile_overlap,
                      "window": "cosine taper over the overlap, clamped at the grid border; grid-wide tile lattice"},
         "layover_masks": {k: str(Path(v).resolve()) for k, v in layover_masks.items()},
@@ -326,12 +500,13 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
 
 def _model_block(plan: BlockPlan, grid: Grid, params: DetectParams, tracks, refs, dem_reader, dem_halo, recipe,
                  model: TiledModel, caches, water_reader, mask_readers, prog: Progress, i: int,
-                 n_blocks: int) -> np.ndarray:
+                 n_blocks: int, *, sar_halo: int = 0) -> np.ndarray:
+    """A per-pass recipe: one network run per track, probabilities averaged over tracks then passes."""
     px = grid.pixel_size
     by_pass: dict[str, list[np.ndarray]] = {}
     for k, track in enumerate(tracks):
         comp = read_track_composite(recipe, refs[track], plan.extent, dem_reader, dem_halo, px,
-                                    edge_noise_db=params.edge_noise_db)
+                                    edge_noise_db=params.edge_noise_db, sar_halo=sar_halo)
         reader = mask_readers.get(track[0]) or mask_readers.get("any")
         flagged = None
         if reader is not None:
@@ -342,9 +517,35 @@ def _model_block(plan: BlockPlan, grid: Grid, params: DetectParams, tracks, refs
             prog((i + (k + frac) / len(tracks)) / n_blocks, f"model inference: block {i + 1} of {n_blocks}")
 
         p = predict_plan(model, comp, plan, grid.height, grid.width, flagged=flagged, cache=caches[track],
-                         progress=step)
+                         progress=step, valid=composite_valid(recipe, comp))
         by_pass.setdefault(track[0], []).append(p)
-    prob = combine_passes(by_pass)
+    return _finish_block(combine_passes(by_pass), plan, grid, params, water_reader)
+
+
+def _joint_block(plan: BlockPlan, grid: Grid, params: DetectParams, tracks, refs, dem_reader, dem_halo, recipe,
+                 model: TiledModel, caches, water_reader, mask_readers, prog: Progress, i: int,
+                 n_blocks: int, *, sar_halo: int = 0) -> np.ndarray:
+    """A joint recipe: both passes in one network input, one network run per tile."""
+    flags = {}
+    for orbit_pass in PASS_PREFIXES:
+        reader = mask_readers.get(orbit_pass)
+        if reader is not None:
+            m = reader.read(plan.extent)
+            flags[orbit_pass] = np.isfinite(m) & (m != 0)
+    comp = read_joint_composite(recipe, {t: refs[t] for t in tracks}, plan.extent, dem_reader, dem_halo,
+                                grid.pixel_size, sar_halo=sar_halo, edge_noise_db=params.edge_noise_db,
+                                pass_flags=flags)
+    flagged = None
+    if mask_readers.get("any") is not None:
+        m = mask_readers["any"].read(plan.extent)
+        flagged = np.isfinite(m) & (m != 0)
+    prob = predict_plan(model, comp, plan, grid.height, grid.width, flagged=flagged, cache=caches["joint"],
+                        progress=lambda f: prog((i + f) / n_blocks, f"model inference: block {i + 1} of {n_blocks}"),
+                        valid=composite_valid(recipe, comp))
+    return _finish_block(prob, plan, grid, params, water_reader)
+
+
+def _finish_block(prob: np.ndarray, plan: BlockPlan, grid: Grid, params: DetectParams, water_reader) -> np.ndarray:
     if water_reader is not None:
         water = water_reader.read(plan.core)
         prob[np.isfinite(water) & (water != 0)] = np.nan

@@ -277,13 +277,16 @@ def _weights_for(cache: dict, tile: int, overlap: int, ro: int, co: int, rows: i
 
 def predict_plan(model: TiledModel, stack: np.ndarray, plan: BlockPlan, rows: int, cols: int, *,
                  flagged: np.ndarray | None = None, cache: TileCache | None = None,
-                 progress: Callable[[float], None] | None = None) -> np.ndarray:
+                 progress: Callable[[float], None] | None = None, valid: np.ndarray | None = None) -> np.ndarray:
     """Probabilities on ``plan.core`` from the raw composite ``stack`` read on ``plan.extent``.
 
     ``stack`` is ``(bands, extent rows, extent cols)`` un-normalised;
     ``flagged`` (same rows/cols as the extent, True = layover/shadow) is
-    optional.  ``progress(fraction)`` is called after every batch (and may
-    raise :class:`~.staging.Cancelled`).
+    optional.  ``valid`` (same rows/cols, True = predict here) replaces the
+    rule "every band finite" for composites whose NaN bands are legitimate
+    (a missing orbit pass or polarisation, flagged in the composite itself:
+    :func:`.recipes.composite_valid`).  ``progress(fraction)`` is called after
+    every batch (and may raise :class:`~.staging.Cancelled`).
     """
     info = model.info
     t, o = info.tile_size, info.tile_overlap
@@ -293,7 +296,10 @@ def predict_plan(model: TiledModel, stack: np.ndarray, plan: BlockPlan, rows: in
         raise ValueError(f"stack shape {stack.shape[1:]} does not match the extent {eh} x {ew}")
     cr0, cc0 = int(plan.core.row_off) - er0, int(plan.core.col_off) - ec0
     ch, cw = int(plan.core.height), int(plan.core.width)
-    invalid = ~np.all(np.isfinite(stack[:, cr0:cr0 + ch, cc0:cc0 + cw]), axis=0)
+    if valid is None:
+        invalid = ~np.all(np.isfinite(stack[:, cr0:cr0 + ch, cc0:cc0 + cw]), axis=0)
+    else:
+        invalid = ~np.asarray(valid[cr0:cr0 + ch, cc0:cc0 + cw], bool)
     if flagged is not None:
         invalid |= np.asarray(flagged[cr0:cr0 + ch, cc0:cc0 + cw], bool)
 
@@ -350,12 +356,14 @@ def predict_plan(model: TiledModel, stack: np.ndarray, plan: BlockPlan, rows: in
 
 def predict_array(model_or_session, stack: np.ndarray, info: ModelInfo | None = None, *,
                   block_size: int | None = None, flagged: np.ndarray | None = None,
-                  batch_size: int = DEFAULT_BATCH, progress=None, is_cancelled=None) -> np.ndarray:
+                  batch_size: int = DEFAULT_BATCH, progress=None, is_cancelled=None,
+                  valid: np.ndarray | None = None) -> np.ndarray:
     """Tiled, blended probabilities ``(rows, cols)`` for an in-memory raw composite ``(bands, rows, cols)``.
 
     ``model_or_session`` is a :class:`TiledModel` or an onnxruntime session
     (then ``info`` is required).  ``block_size`` streams the array in blocks
     exactly as the raster driver does (the result does not depend on it).
+    ``valid`` as in :func:`predict_plan` (rows, cols).
     """
     model = model_or_session if isinstance(model_or_session, TiledModel) else TiledModel(
         model_or_session, info, batch_size=batch_size)
@@ -371,7 +379,8 @@ def predict_array(model_or_session, stack: np.ndarray, info: ModelInfo | None = 
         sl = (slice(e.row_off, e.row_off + e.height), slice(e.col_off, e.col_off + e.width))
         fl = flagged[sl] if flagged is not None else None
         p = predict_plan(model, stack[(slice(None), *sl)], plan, rows, cols, flagged=fl, cache=cache,
-                         progress=lambda f, i=i: prog((i + f) / n, f"model inference: block {i + 1} of {n}"))
+                         progress=lambda f, i=i: prog((i + f) / n, f"model inference: block {i + 1} of {n}"),
+                         valid=valid[sl] if valid is not None else None)
         c = plan.core
         out[c.row_off:c.row_off + c.height, c.col_off:c.col_off + c.width] = p
     return out

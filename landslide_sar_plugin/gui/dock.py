@@ -213,6 +213,9 @@ class LandslideDock(QDockWidget):
         if DEFAULT_MODEL.is_file():
             self.model_file.setFilePath(str(DEFAULT_MODEL))
         form.addRow(tr("Model"), self.model_file)
+        self.model_choice_label = QLabel("")  # after a model run: which model ran on what, and why
+        self.model_choice_label.setWordWrap(True)
+        form.addRow(self.model_choice_label)
         if not is_available("onnxruntime"):
             hint = tr("Needs onnxruntime: {cmd}").format(cmd=install_command(["onnxruntime"]))
             for i in (1, 2):
@@ -666,6 +669,11 @@ class LandslideDock(QDockWidget):
         out = task.result
         result = out["result"]
         self.run_result = result
+        model_run = out.get("model_result") or (result if out["score_key"] == "probability" else None)
+        choice = (model_run.run_info.get("model_choice") or {}).get("reason", "") if model_run is not None else ""
+        self.model_choice_label.setText(tr("Model ran: {why}").format(why=choice) if choice else "")
+        if choice:
+            log_info(f"model choice: {choice}")
         self.histogram = out["histogram"]
         self.score_key = out["score_key"]
         self.score_units = "dB" if self.score_key == "a_ratio" else ""
