@@ -2,9 +2,9 @@
 
 * **Platt scaling** (Platt 1999): the network's logit ``z`` becomes ``a z + b``, with ``a`` and ``b``
   minimising the log-loss on every valid pixel of the validation events, each validation family weighted
-  alike (bounded L-BFGS on the two parameters).  ``a < 1`` tempers an over-confident network; ``b`` moves the base rate.  The exported
-  graph computes ``sigmoid(a z + b)`` (:class:`training.models.CalibratedLogits`), so the plugin's
-  probability is the calibrated one.
+  alike (bounded L-BFGS on the two parameters).  ``a < 1`` tempers an over-confident network; ``b`` moves
+  the base rate.  The exported graph computes ``sigmoid(a z + b)``
+  (:class:`training.models.CalibratedLogits`), so the plugin's probability is the calibrated one.
 * **Reliability** (:func:`reliability`): predicted probability in bins against the observed landslide
   share of the pixels in each bin; the expected calibration error ``ECE = sum_k n_k/N |p_k - o_k|``.
   With about 1 % landslide pixels most pixels sit in the lowest bin, so the table also reports the ECE

@@ -213,11 +213,13 @@ def model_card(*, info, context: dict, records, summary: dict, onnx_path: Path, 
         f"{ctx['n_parameters']:,} parameters), Platt-calibrated sigmoid inside the graph; ONNX opset 17, dynamic "
         f"batch and tile size; file `{onnx_path.name}` ({onnx_path.stat().st_size / 1e6:.2f} MB, sha256 "
         f"`{file_sha256(onnx_path)[:16]}...`).",
-        f"- Input: composite **{info.composite}** ({len(info.band_names)} bands): per orbit pass the log ratio of the "
+        (f"- Input: composite **{info.composite}** ({len(info.band_names)} bands: {', '.join(info.band_names)})."
+         if not (rec.get("joint_passes") and rec.get("detrend_radius_m")) else
+         f"- Input: composite **{info.composite}** ({len(info.band_names)} bands): per orbit pass the log ratio of the "
         f"pre- and post-event medians minus its local median within {rec.get('detrend_radius_m', 0):g} m (VH and VV, "
         "dB: the change that stands out from the broad, date-specific background change), the pre-event median levels "
         "(dB, context) and a flag per polarisation (1 = present); the ascending and descending blocks side by side "
-        "(**both passes seen jointly**; a missing pass is flagged, not averaged in), then the slope (deg).",
+        "(**both passes seen jointly**; a missing pass is flagged, not averaged in), then the slope (deg)."),
         "- One model for dual-pol and single-pol stacks: the run uses both polarisations when the stacks hold them, "
         "else the one they hold (VH-only OPERA stacks run without any option); it says which in `run.json` "
         "(`model_choice`), on the command line and in the dock.",
@@ -227,7 +229,8 @@ def model_card(*, info, context: dict, records, summary: dict, onnx_path: Path, 
         f"- Normalisation: per-band standardisation from the training chips (flags unscaled; the two pass blocks share "
         f"statistics); NaN -> 0 after normalisation. Tiles {info.tile_size} px, overlap {info.tile_overlap} px.",
         f"- Calibration: Platt scaling of the network's logit, `sigmoid({cal['a']:.3f} z {cal['b']:+.3f})`, fitted on "
-        f"every pixel of the validation events ({cal.get('n_pixels', 0):,} pixels).",
+        f"every pixel of the validation events ({cal.get('n_pixels', 0):,} pixels; each validation family weighted "
+        "alike, so the 10 m simulated events do not outvote the 30 m real crops).",
         f"- Threshold **{info.threshold:.2f}**: the best mean pixel F1 ({_f(thr['validation_mean_f1'])}) over the "
         f"validation events with slides, among thresholds whose candidates cover at most "
         f"{100 * thr['max_false_alarm']:.1f} % of the land on the validation no-change cases (there: "

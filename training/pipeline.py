@@ -42,7 +42,7 @@ DEMO_COMMAND = "make train-demo"
 def default_train_config(**overrides) -> TrainConfig:
     # max_epochs and early stopping end the shipped run (deterministic from the seed); the time cap is a safety
     base = TrainConfig(arch="unet", base_filters=16, depth=3, loss="bce_dice", lr=2e-3, batch_size=16,
-                       max_epochs=24, patience=5, lr_patience=2, augment=True, seed=0, threads=2, max_minutes=35.0)
+                       max_epochs=36, patience=6, lr_patience=2, augment=True, seed=0, threads=2, max_minutes=35.0)
     return dataclasses.replace(base, **overrides)
 
 

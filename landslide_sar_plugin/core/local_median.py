@@ -32,7 +32,6 @@ import math
 import warnings
 
 import numpy as np
-from scipy import ndimage
 
 MIN_VALID_FRACTION = 0.10
 
@@ -102,12 +101,22 @@ def local_median(values: np.ndarray, origin: tuple[int, int], radius_m: float, p
     cells = _cell_medians(sub, cell)
     if cells.size == 0:
         return np.zeros_like(values)
-    trend = _disk_median(cells, radius_m / (cell * pixel_size))
-    rr = (np.arange(r0, r0 + rows) + 0.5) / cell - 0.5 - i0
-    cc = (np.arange(c0, c0 + cols) + 0.5) / cell - 0.5 - j0
-    grid_r, grid_c = np.meshgrid(rr, cc, indexing="ij")
-    return ndimage.map_coordinates(trend.astype(np.float64), [grid_r, grid_c], order=1, mode="nearest").astype(
-        np.float32)
+    trend = _disk_median(cells, radius_m / (cell * pixel_size)).astype(np.float64)
+    (ya, yb, fy), (xa, xb, fx) = _bilinear_axis(r0, rows, cell, i0, trend.shape[0]), \
+        _bilinear_axis(c0, cols, cell, j0, trend.shape[1])
+    top = trend[ya][:, xa] * (1 - fx) + trend[ya][:, xb] * fx
+    bottom = trend[yb][:, xa] * (1 - fx) + trend[yb][:, xb] * fx
+    return (top * (1 - fy)[:, None] + bottom * fy[:, None]).astype(np.float32)
+
+
+def _bilinear_axis(start: int, n: int, cell: int, first_cell: int, n_cells: int):
+    """Neighbouring cell indices and weights along one axis, from GLOBAL pixel coordinates only, so that the
+    weights are bit-identical whatever window the pixel is read in (edges clamped, as mode 'nearest')."""
+    pos = (np.arange(start, start + n, dtype=np.float64) + 0.5) / cell - 0.5  # in global cell units
+    base = np.floor(pos)
+    frac = pos - base
+    lo = base.astype(np.int64) - first_cell
+    return np.clip(lo, 0, n_cells - 1), np.clip(lo + 1, 0, n_cells - 1), frac
 
 
 def detrended(values: np.ndarray, origin: tuple[int, int], radius_m: float, pixel_size: float) -> np.ndarray:

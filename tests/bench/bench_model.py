@@ -40,22 +40,33 @@ def runs_per_event(info) -> int:
     return 1 if info.get_recipe().joint_passes else 2
 
 
-def time_model(path: Path, shape, *, threads: int, repeat: int, block: int) -> dict:
+def _setup(path: Path, shape, threads: int):
     info = read_model_info(path)
     model = TiledModel(create_session(path, threads=threads, prefer_gpu=False), info, batch_size=8)
-    rng = np.random.default_rng(0)
-    stack = rng.normal(size=(info.n_bands, *shape)).astype(np.float32)
-    n = runs_per_event(info)
-    predict_array(model, stack[:, :256, :256], block_size=block)  # warm-up
-    times = []
+    stack = np.random.default_rng(0).normal(size=(info.n_bands, *shape)).astype(np.float32)
+    predict_array(model, stack[:, :256, :256])  # warm-up
+    return info, model, stack
+
+
+def time_models(paths: dict[str, Path], shape, *, threads: int, repeat: int, block: int) -> dict:
+    """Seconds per two-pass event for each model; the repeats alternate between the models, so that load
+    from other processes falls on both alike; the median is reported."""
+    setups = {name: _setup(path, shape, threads) for name, path in paths.items()}
+    times = {name: [] for name in paths}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            predict_array(model, stack, block_size=block)
-        times.append(time.perf_counter() - t0)
-    return {"file": str(path), "composite": info.composite, "bands": info.n_bands, "sha256": info.sha256,
-            "network_runs_per_event": n, "seconds_per_event": float(np.median(times)), "all_seconds": times,
-            "megapixels_per_second": shape[0] * shape[1] / 1e6 / float(np.median(times))}
+        for name, (info, model, stack) in setups.items():
+            t0 = time.perf_counter()
+            for _ in range(runs_per_event(info)):
+                predict_array(model, stack, block_size=block)
+            times[name].append(time.perf_counter() - t0)
+    out = {}
+    for name, (info, _, _) in setups.items():
+        med = float(np.median(times[name]))
+        out[name] = {"file": str(paths[name]), "composite": info.composite, "bands": info.n_bands,
+                     "sha256": info.sha256, "network_runs_per_event": runs_per_event(info),
+                     "seconds_per_event": med, "all_seconds": times[name],
+                     "megapixels_per_second": shape[0] * shape[1] / 1e6 / med}
+    return out
 
 
 def old_model(ref: str, tmp: Path) -> Path | None:
@@ -75,7 +86,7 @@ def main(argv=None) -> int:
     ap.add_argument("--old", default=OLD, help="git REF:PATH of the model to compare with")
     ap.add_argument("--rows", type=int, default=GRID[0])
     ap.add_argument("--cols", type=int, default=GRID[1])
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--block", type=int, default=1024)
     args = ap.parse_args(argv)
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -85,10 +96,8 @@ def main(argv=None) -> int:
                   "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "threads": threads},
                   "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         old = old_model(args.old, Path(tmp))
-        # interleave the two so that load from other processes hits both alike
-        order = [("shipped", args.model)] + ([("old", old)] if old else [])
-        for name, path in order:
-            report[name] = time_model(path, shape, threads=threads, repeat=args.repeat, block=args.block)
+        paths = {"shipped": args.model, **({"old": old} if old else {})}
+        report.update(time_models(paths, shape, threads=threads, repeat=args.repeat, block=args.block))
         if old:
             ratio = report["shipped"]["seconds_per_event"] / report["old"]["seconds_per_event"]
             report["ratio_shipped_over_old"] = ratio

@@ -54,7 +54,9 @@ def cases(tmp_path_factory):
                               root / "dual")
     vh = imprint.write_case(imprint.CaseSpec("vh", BURST, PRE, POST, "tuning", "earthquake", 3, ("VH",)), stack,
                             root / "vh")
-    return {"dual": dual, "vh": vh, "model": tiny_model(root / "tiny.onnx")}
+    vv = imprint.write_case(imprint.CaseSpec("vv", BURST, PRE, POST, "tuning", "earthquake", 3, ("VV",)), stack,
+                            root / "vv")
+    return {"dual": dual, "vh": vh, "vv": vv, "model": tiny_model(root / "tiny.onnx")}
 
 
 def _run(case, model, out, **kw):
@@ -93,6 +95,12 @@ def test_vh_only_stack_runs_with_the_polarisation_flag(cases, tmp_path):
     assert choice["polarisations"] == ["VH"] and "no VV" in choice["reason"]
     dual = _prob(_run(cases["dual"], cases["model"], tmp_path / "dual"))
     assert not np.allclose(_prob(res), dual, equal_nan=True)  # VV absent is a different input, not a copy
+
+
+def test_vv_only_stack_runs_too(cases, tmp_path):
+    _run(cases["vv"], cases["model"], tmp_path / "out")
+    choice = json.loads((tmp_path / "out" / "run.json").read_text())["model_choice"]
+    assert choice["polarisations"] == ["VV"] and "no VH" in choice["reason"]
 
 
 def test_probability_does_not_depend_on_the_block_size(cases, tmp_path):
