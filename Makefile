@@ -15,7 +15,7 @@ OUT ?= out/demo
 export QT_QPA_PLATFORM ?= offscreen
 
 .PHONY: help setup demo test test-unit test-qgis bench bench-engine bench-unet bench-unet-accuracy bench-slider bench-review \
-	bench-startup bench-compression bench-inference bench-baseline bench-real tune-defaults package lint sample \
+	bench-startup bench-compression bench-inference bench-baseline bench-real bench-model tune-defaults package lint sample \
 	calibration screenshot train-demo install-dev clean
 
 help:
@@ -24,14 +24,15 @@ help:
 	@echo "make setup    install QGIS (Debian) if needed and the Python packages into $(VENV)"
 	@echo "make bench    run the benchmarks, write JSON reports in bench/ (BASELINE=<commit> compares against it)"
 	@echo "make bench-engine | bench-unet | bench-slider | bench-review | bench-startup | bench-compression | bench-unet-accuracy"
-	@echo "make bench-real  real-background benchmark (real OPERA stacks, imprinted slides), bench/real.json"
+	@echo "make bench-real  real-background benchmark (real OPERA stacks, imprinted slides): A_ratio, then the model beside it"
+	@echo "make bench-model  the shipped model's inference time on the 2346 x 3842 grid against the model it replaced"
 	@echo "make package  build the plugin zip for the QGIS plugin repository (dist/)"
 	@echo "make install-dev  link this checkout into a QGIS profile (QGIS_PROFILE=dir, default: the default profile)"
 	@echo "make lint     ruff on everything; the plugin repository's scan (bandit, detect-secrets, flake8) on the zip"
 	@echo "make sample   regenerate the sample scene byte for byte"
 	@echo "make calibration  simulator vs real OPERA RTC-S1 stacks: table in out/calibration/ (needs ../shared/realdata)"
 	@echo "make screenshot  screenshots of the dock after a run on the sample scene and of the review queue (docs/)"
-	@echo "make train-demo  train the shipped ONNX model from scratch on simulated events (CPU, ~10-20 min)"
+	@echo "make train-demo  train the shipped ONNX model from scratch (simulated + real-background chips; CPU, ~20-45 min)"
 
 # QGIS comes from Debian and lives in the system Python; the venv sees it through
 # --system-site-packages. Nothing is reinstalled when the stamp is newer than the pins.
@@ -106,6 +107,10 @@ bench-inference: setup
 REAL ?= ../shared/realdata/opera_rtc_s1_california_t137
 bench-real: setup
 	$(PY) tests/bench/bench_real.py --real $(REAL) --out bench/real.json
+	$(PY) tests/bench/bench_real_model.py --real $(REAL) --out bench/real_model.json
+
+bench-model: setup
+	$(PY) tests/bench/bench_model.py --out bench/model.json
 
 tune-defaults: setup
 	$(PY) tests/tools/tune_defaults.py --real $(REAL) --out bench/tune_defaults.json

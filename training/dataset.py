@@ -40,7 +40,7 @@ from landslide_sar_plugin.core.detect import open_stack_readers
 from landslide_sar_plugin.core.detect_model import composite_dem_halo, read_track_composite
 from landslide_sar_plugin.core.gpkg import list_layers, read_features
 from landslide_sar_plugin.core.grid import Grid, RasterOnGrid
-from landslide_sar_plugin.core.recipes import Recipe, get_recipe
+from landslide_sar_plugin.core.recipes import Recipe, composite_valid, get_recipe, split_token
 
 IGNORE = 255
 POSITIVE_STATUS = ("accepted", "edited")
@@ -58,23 +58,63 @@ class DatasetError(ValueError):
 
 @dataclass
 class EventComposites:
-    """The composites of one event on its grid, one per orbit pass."""
+    """The composites of one event on its grid: one per orbit pass, or ``{"joint": ...}`` for a joint recipe."""
 
     event_id: str
     grid: Grid
     recipe: Recipe
     event_time: dt.datetime
-    composites: dict[str, np.ndarray]  # pass -> (bands, rows, cols) float32
+    composites: dict[str, np.ndarray]  # pass (or "joint") -> (bands, rows, cols) float32
     tracks: dict[str, tuple] = field(default_factory=dict)
     synthetic: bool = False
+    polarisations: tuple[str, ...] = ()
 
 
-def event_grid(scenes: list[cat.Scene], dem_path: Path, event_time: dt.datetime, pixel_size: float) -> Grid:
+def event_grid(scenes: list[cat.Scene], dem_path: Path, event_time: dt.datetime,
+               pixel_size: float | None) -> Grid:
     """The grid the A_ratio engine would use (scenes' union clipped to the DEM, on the scenes' lattice)."""
     from landslide_sar_plugin.core.detect import DetectParams, _output_grid
 
     grid, _ = _output_grid(DetectParams(event_time=event_time, pixel_size=pixel_size), scenes, dem_path)
     return grid
+
+
+def _as_time(value):
+    if value is None or isinstance(value, dt.datetime):
+        return value
+    return cat.parse_time(value)
+
+
+def _select(catalog, recipe: Recipe, event_time, pre_days, post_days, pre_range, post_range):
+    """Stacks and polarisations as the model run chooses them (:func:`core.detect_model.choose_polarisations`)."""
+    from landslide_sar_plugin.core.detect import DetectParams
+    from landslide_sar_plugin.core.detect_model import choose_polarisations
+
+    params = DetectParams(event_time=event_time, pre_days=pre_days, post_days=post_days, pre_range=pre_range,
+                          post_range=post_range)
+    pols = choose_polarisations(recipe, params)(catalog)
+    try:
+        selection = cat.select_stacks(catalog.scenes, event_time, pre_days=pre_days, post_days=post_days,
+                                      pre_range=pre_range, post_range=post_range, polarisations=pols)
+    except cat.CatalogError as exc:
+        raise DatasetError(str(exc)) from None
+    return selection, tuple(pols)
+
+
+def _chosen_tracks(recipe: Recipe, selection, passes) -> dict[str, list[tuple]]:
+    """Tracks per pass: every track with enough post scenes for a joint recipe (inference averages them into
+    the pass block), the one with the most scenes for a per-pass recipe."""
+    chosen: dict[str, list[tuple]] = {}
+    for track in selection.tracks():
+        n = len(selection.pre[track]) + len(selection.post[track])
+        if len(selection.post[track]) < recipe.min_post_scenes() or (passes and track[0] not in passes):
+            continue
+        if recipe.joint_passes:
+            chosen.setdefault(track[0], []).append(track)
+        elif track[0] not in chosen or n > len(selection.pre[chosen[track[0]][0]]) + len(
+                selection.post[chosen[track[0]][0]]):
+            chosen[track[0]] = [track]
+    return chosen
 
 
 def load_event_composites(
@@ -84,61 +124,67 @@ def load_event_composites(
     recipe: Recipe | str,
     *,
     event_id: str = "",
-    pixel_size: float = 10.0,
+    pixel_size: float | None = 10.0,
     pre_days: float = 90.0,
     post_days: float = 30.0,
+    pre_range=None,
+    post_range=None,
     passes: Sequence[str] | None = None,
     block_size: int = 1024,
     grid: Grid | None = None,
 ) -> EventComposites:
-    """Build the recipe's composite of every orbit pass on the event grid, block by block."""
-    if isinstance(event_time, str):
-        event_time = cat.parse_time(event_time)
+    """Build the recipe's composite(s) on the event grid, block by block, with the engine's own readers.
+
+    ``pixel_size`` None = the finest input resolution (as the engine); ``passes`` restricts the orbit passes
+    (a joint recipe then sees the others as missing: the one-pass evaluation).
+    """
+    from landslide_sar_plugin.core.detect_model import read_joint_composite
+
+    event_time = _as_time(event_time)
+    pre_range = tuple(_as_time(t) for t in pre_range) if pre_range else None
+    post_range = tuple(_as_time(t) for t in post_range) if post_range else None
     if isinstance(recipe, str):
         recipe = get_recipe(recipe)
     dem_path = Path(dem_path)
     catalog = cat.read_catalog(scenes_dir)
     if not catalog.scenes:
         raise DatasetError(f"no usable scene in {scenes_dir}")
-    selection = cat.select_stacks(catalog.scenes, event_time, pre_days=pre_days, post_days=post_days,
-                                  polarisations=recipe.polarisations())
-    chosen: dict[str, tuple] = {}
-    for track in selection.tracks():
-        n = len(selection.pre[track]) + len(selection.post[track])
-        if len(selection.post[track]) < recipe.min_post_scenes():
-            continue
-        if track[0] not in chosen or n > chosen[track[0]][1]:
-            chosen[track[0]] = (track, n)
-    if passes:
-        chosen = {p: v for p, v in chosen.items() if p in passes}
+    selection, pols = _select(catalog, recipe, event_time, pre_days, post_days, pre_range, post_range)
+    chosen = _chosen_tracks(recipe, selection, passes)
     if not chosen:
         raise DatasetError(f"no orbit pass has the scenes composite {recipe.name} needs "
                            f"({recipe.min_post_scenes()} post-event scene(s) of {'+'.join(recipe.polarisations())})")
-    used = [s for p in chosen.values() for stacks in (selection.pre, selection.post) for s in stacks[p[0]]]
+    tracks = [t for ts in chosen.values() for t in ts]
+    used = [s for t in tracks for stacks in (selection.pre, selection.post) for s in stacks[t]]
     if grid is None:
         grid = event_grid(used, dem_path, event_time, pixel_size)
     px = grid.pixel_size
     halo = composite_dem_halo(recipe, px)
-    out = {p: np.full((len(recipe.bands), grid.height, grid.width), np.nan, np.float32) for p in chosen}
+    sar_halo = recipe.sar_halo_px(px)
+    keys = ["joint"] if recipe.joint_passes else list(chosen)
+    out = {k: np.full((len(recipe.bands), grid.height, grid.width), np.nan, np.float32) for k in keys}
     readers: dict[str, RasterOnGrid] = {}
     dem_reader = RasterOnGrid(dem_path, 1, grid, halo=halo)
     try:
-        by_track = open_stack_readers(selection, [track for track, _ in chosen.values()], recipe.polarisations(),
-                                      grid, readers)
-        refs = {p: by_track[track] for p, (track, _) in chosen.items()}
+        by_track = open_stack_readers(selection, tracks, pols, grid, readers, halo=sar_halo)
         for window in grid.blocks(block_size):
             r0, c0 = int(window.row_off), int(window.col_off)
             h, w = int(window.height), int(window.width)
-            for p in chosen:
-                # The same function inference uses, so the model is trained on exactly what it will see.
-                out[p][:, r0:r0 + h, c0:c0 + w] = read_track_composite(recipe, refs[p], window, dem_reader, halo, px)
+            # The same functions inference uses, so the model is trained on exactly what it will see.
+            if recipe.joint_passes:
+                out["joint"][:, r0:r0 + h, c0:c0 + w] = read_joint_composite(
+                    recipe, {t: by_track[t] for t in tracks}, window, dem_reader, halo, px, sar_halo=sar_halo)
+            else:
+                for p, (track,) in chosen.items():
+                    out[p][:, r0:r0 + h, c0:c0 + w] = read_track_composite(recipe, by_track[track], window,
+                                                                           dem_reader, halo, px, sar_halo=sar_halo)
     finally:
         dem_reader.close()
         for rd in readers.values():
             rd.close()
     synthetic = any(s.synthetic for s in used)
     return EventComposites(event_id or f"event_{event_time:%Y%m%dT%H%M}", grid, recipe, event_time, out,
-                           {p: v[0] for p, v in chosen.items()}, synthetic)
+                           {p: ts[0] for p, ts in chosen.items()}, synthetic, pols)
 
 
 # --------------------------------------------------------------------------- labels
@@ -168,10 +214,31 @@ def read_label_polygons(path: str | Path, *, event_id: str | None = None):
     return pos, neg, ign, crs
 
 
+def raster_labels(path: str | Path, grid: Grid) -> np.ndarray:
+    """Labels from a 0/1 truth raster: 1 where at least half of the grid pixel is landslide (area average)."""
+    from rasterio.enums import Resampling
+    from rasterio.windows import Window
+
+    with RasterOnGrid(path, 1, grid, resampling=Resampling.average) as rd:
+        frac = rd.read(Window(0, 0, grid.width, grid.height))
+    labels = np.zeros((grid.height, grid.width), np.uint8)
+    labels[np.nan_to_num(frac, nan=0.0) >= 0.5] = 1
+    return labels
+
+
 def rasterize_labels(path: str | Path, grid: Grid, *, event_id: str | None = None):
-    """``(labels, reviewed_negative)`` on ``grid``: labels 0 background, 1 landslide, 255 ignored."""
+    """``(labels, reviewed_negative)`` on ``grid``: labels 0 background, 1 landslide, 255 ignored.
+
+    ``path`` is an inventory / truth GeoPackage, or a 0/1 truth raster (GeoTIFF: the real-background cases).
+    """
     from rasterio.features import rasterize
     from rasterio.warp import transform_geom
+
+    if path is None:
+        return np.zeros((grid.height, grid.width), np.uint8), np.zeros((grid.height, grid.width), bool)
+    if Path(path).suffix.lower() in (".tif", ".tiff"):
+        labels = raster_labels(path, grid)
+        return labels, np.zeros(labels.shape, bool)
 
     pos, neg, ign, crs = read_label_polygons(path, event_id=event_id)
     src = CRS.from_user_input(crs) if crs else grid.crs
@@ -212,28 +279,65 @@ def chip_offsets(rows: int, cols: int, chip: int, stride: int | None = None) -> 
 
 @dataclass
 class EventSource:
-    """Where one event's data lives."""
+    """Where one event's data lives, and how to read it.
+
+    ``labels_path`` is a truth/inventory GeoPackage or a 0/1 truth raster.  ``pre_range``/``post_range``
+    (ISO strings) fix the stack windows (the real-background cases); ``pixel_size`` None = the finest input
+    resolution.  ``family`` names the generator (``simulator``, ``real_background``, ``altgen``,
+    ``inventory``); ``land_mask`` (real-background cases) is the land the false-alarm share is counted on.
+    """
 
     event_id: str
     scenes_dir: Path
     dem_path: Path
     event_time: str
-    labels_path: Path
+    labels_path: Path | None  # None: a no-change case (every pixel background)
     regime: str = ""
     synthetic: bool = True
     label_event_id: str | None = None  # filter inventory rows by event_id
+    pre_range: tuple[str, str] | None = None
+    post_range: tuple[str, str] | None = None
+    pixel_size: float | None = 10.0
+    family: str = "simulator"
+    land_mask: Path | None = None
+    kind: str = "event"  # "event" (slides) or "no_change"
 
     @classmethod
-    def from_simulation(cls, sim_dir: str | Path, event_id: str | None = None) -> EventSource:
+    def from_simulation(cls, sim_dir: str | Path, event_id: str | None = None, *,
+                        pixel_size: float | None = 10.0) -> EventSource:
         sim_dir = Path(sim_dir)
         doc = json.loads((sim_dir / "event.json").read_text())
         return cls(event_id or f"sim_{doc['regime']}_{doc['seed']}", sim_dir / "scenes", sim_dir / "dem.tif",
-                   doc["event_time"], sim_dir / "truth" / "landslides.gpkg", doc["regime"], True)
+                   doc["event_time"], sim_dir / "truth" / "landslides.gpkg", doc["regime"], True,
+                   pixel_size=pixel_size)
+
+    @classmethod
+    def from_family_event(cls, ev) -> EventSource:
+        """From a :class:`landslide_sar_plugin.core.simulate.families.FamilyEvent`."""
+        rng = [None, None]
+        for i, r in enumerate((ev.pre_range, ev.post_range)):
+            if r is not None:
+                rng[i] = tuple(cat.iso_utc(t) for t in r)
+        labels = ev.labels or ev.truth_mask
+        return cls(ev.event_id, Path(ev.scenes_dir), Path(ev.dem), cat.iso_utc(ev.event_time),
+                   Path(labels) if labels else None, ev.regime or "", ev.synthetic, pre_range=rng[0],
+                   post_range=rng[1], pixel_size=ev.pixel_size, family=ev.family, land_mask=ev.land_mask,
+                   kind=ev.kind)
 
     def to_dict(self) -> dict:
-        return {"event_id": self.event_id, "scenes_dir": str(self.scenes_dir), "dem": str(self.dem_path),
-                "event_time": self.event_time, "labels": str(self.labels_path), "regime": self.regime,
-                "synthetic": self.synthetic}
+        out = {"event_id": self.event_id, "scenes_dir": str(self.scenes_dir), "dem": str(self.dem_path),
+               "event_time": self.event_time, "labels": str(self.labels_path), "regime": self.regime,
+               "synthetic": self.synthetic, "family": self.family, "kind": self.kind,
+               "pixel_size": self.pixel_size}
+        if self.pre_range:
+            out.update(pre_range=list(self.pre_range), post_range=list(self.post_range))
+        return out
+
+    def composites(self, recipe, **kw) -> EventComposites:
+        """:func:`load_event_composites` with this event's windows and pixel size."""
+        return load_event_composites(self.scenes_dir, self.dem_path, self.event_time, recipe,
+                                     event_id=self.event_id, pixel_size=kw.pop("pixel_size", self.pixel_size),
+                                     pre_range=self.pre_range, post_range=self.post_range, **kw)
 
 
 @dataclass
@@ -283,12 +387,14 @@ def extract_chips(ev: EventComposites, labels: np.ndarray, reviewed_negative: np
     rng = np.random.default_rng(seed)
     xs, ys, oo, pp, ff, nn = [], [], [], [], [], []
     for p, comp in sorted(ev.composites.items()):
+        # pixels the model does not predict (no data) are ignored by the loss, as inference masks them
+        valid = composite_valid(ev.recipe, comp)
+        comp_labels = np.where(valid, labels, IGNORE).astype(np.uint8)
         cand = []
         for r, c in offs:
-            win = comp[:, r:r + chip, c:c + chip]
-            if np.isfinite(win).all(axis=0).mean() < min_valid:
+            if valid[r:r + chip, c:c + chip].mean() < min_valid:
                 continue
-            lab = labels[r:r + chip, c:c + chip]
+            lab = comp_labels[r:r + chip, c:c + chip]
             known = lab != IGNORE
             frac = float((lab == 1).sum() / max(known.sum(), 1))
             neg = bool(reviewed_negative[r:r + chip, c:c + chip].any())
@@ -306,7 +412,7 @@ def extract_chips(ev: EventComposites, labels: np.ndarray, reviewed_negative: np
         sel.sort(key=lambda k: (k[0], k[1]))
         for r, c, frac, neg in sel:
             xs.append(comp[:, r:r + chip, c:c + chip])
-            ys.append(labels[r:r + chip, c:c + chip])
+            ys.append(comp_labels[r:r + chip, c:c + chip])
             oo.append((r, c))
             pp.append(p)
             ff.append(frac)
@@ -331,9 +437,11 @@ def grid_record(grid: Grid) -> dict:
 
 def build_dataset(sources: Sequence[EventSource], recipe: Recipe | str, out_dir: str | Path, *, chip: int = 64,
                   stride: int | None = None, keep: str = "all", neg_ratio: float = 1.0, seed: int = 0,
-                  pixel_size: float = 10.0, pre_days: float = 90.0, post_days: float = 30.0,
-                  log=None) -> Path:
-    """Write ``<event>.npz`` per event and ``manifest.json`` into ``out_dir``; return the manifest path."""
+                  pre_days: float = 90.0, post_days: float = 30.0, log=None, reuse: bool = False) -> Path:
+    """Write ``<event>.npz`` per event and ``manifest.json`` into ``out_dir``; return the manifest path.
+
+    ``reuse``: events already in an existing manifest built with the same settings are kept as they are.
+    """
     if chip not in CHIP_SIZES:
         raise DatasetError(f"chip size must be one of {CHIP_SIZES}, not {chip}")
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
@@ -342,9 +450,16 @@ def build_dataset(sources: Sequence[EventSource], recipe: Recipe | str, out_dir:
     manifest = {"format": "landslide_sar.training_chips/1", "recipe": recipe.to_dict(), "chip_size": chip,
                 "stride": stride or chip, "keep": keep, "neg_ratio": neg_ratio, "seed": seed,
                 "label_values": {"0": "background", "1": "landslide", str(IGNORE): "ignored"}, "events": {}}
+    old = {}
+    if reuse and (out / "manifest.json").is_file():
+        prev = json.loads((out / "manifest.json").read_text())
+        if all(prev.get(k) == manifest[k] for k in ("recipe", "chip_size", "stride", "keep", "neg_ratio", "seed")):
+            old = prev["events"]
     for i, src in enumerate(sources):
-        ev = load_event_composites(src.scenes_dir, src.dem_path, src.event_time, recipe, event_id=src.event_id,
-                                   pixel_size=pixel_size, pre_days=pre_days, post_days=post_days)
+        if src.event_id in old and (out / old[src.event_id]["file"]).is_file():
+            manifest["events"][src.event_id] = old[src.event_id]
+            continue
+        ev = src.composites(recipe, pre_days=pre_days, post_days=post_days)
         labels, negative = rasterize_labels(src.labels_path, ev.grid, event_id=src.label_event_id)
         chips, records = extract_chips(ev, labels, negative, chip=chip, stride=stride, keep=keep,
                                        neg_ratio=neg_ratio, seed=seed + i)
@@ -356,7 +471,7 @@ def build_dataset(sources: Sequence[EventSource], recipe: Recipe | str, out_dir:
             "file": fname, "source": src.to_dict(), "grid": grid_record(ev.grid), "passes": sorted(ev.composites),
             "tracks": {p: list(t) for p, t in ev.tracks.items()}, "synthetic": bool(ev.synthetic or src.synthetic),
             "n_chips": len(chips), "landslide_fraction": float(np.mean(labels == 1)),
-            "sha256": chips.sha256(), "chips": records}
+            "sha256": chips.sha256(), "family": src.family, "chips": records}
         if log:
             log(f"  {src.event_id}: {len(chips)} chips ({', '.join(sorted(ev.composites))})")
     path = out / "manifest.json"
@@ -382,15 +497,27 @@ def load_dataset(manifest_path: str | Path, events: Sequence[str] | None = None)
 # --------------------------------------------------------------------------- normalisation
 
 
-def normalisation_stats(x: np.ndarray) -> dict:
-    """Per-band mean/std over the finite values of ``x`` (n, bands, rows, cols): the TRAINING chips only."""
-    mean, std = [], []
-    for b in range(x.shape[1]):
-        v = x[:, b][np.isfinite(x[:, b])].astype(np.float64)
+def normalisation_stats(x: np.ndarray, recipe: Recipe | None = None) -> dict:
+    """Per-band mean/std over the finite values of ``x`` (n, bands, rows, cols): the TRAINING chips only.
+
+    With ``recipe``: ``avail_*`` flags keep mean 0 / std 1 (a flag is 0 or 1, also after normalisation), and
+    the two pass blocks of a joint recipe share their statistics per token, so swapping the passes (the
+    flip augmentation) keeps every band on its scale.
+    """
+    nb = x.shape[1]
+    groups: dict[str, list[int]] = {}
+    for b in range(nb):
+        token = split_token(recipe.bands[b])[1] if recipe is not None else str(b)
+        groups.setdefault(token, []).append(b)
+    mean, std = [0.0] * nb, [1.0] * nb
+    for token, idx in groups.items():
+        if token.startswith("avail_"):
+            continue
+        v = x[:, idx][np.isfinite(x[:, idx])].astype(np.float64)
         if v.size == 0:
-            raise DatasetError(f"band {b} has no finite value in the training chips")
-        mean.append(float(v.mean()))
-        std.append(float(max(v.std(), 1e-6)))
+            raise DatasetError(f"band {token} has no finite value in the training chips")
+        for b in idx:
+            mean[b], std[b] = float(v.mean()), float(max(v.std(), 1e-6))
     return {"kind": "standard", "mean": mean, "std": std}
 
 

@@ -138,6 +138,11 @@ def reexport(checkpoint: str | Path, model_path: str | Path, *, tile_size: int |
     info = read_model_info(model_path)
     info.path, info.sha256 = None, ""
     model, _ = load_checkpoint(checkpoint)
+    cal = info.calibration or {}
+    if cal.get("kind") == "platt":  # the calibration lives in the graph, not in the checkpoint's weights
+        from .models import CalibratedLogits
+
+        model = CalibratedLogits(model, cal["a"], cal["b"]).eval()
     tile = int(tile_size or info.tile_size)
     staged = model_path.with_name(f".{model_path.stem}.reexport{model_path.suffix}")
     export_onnx(model, staged, info, tile_size=tile, with_deepness=True)

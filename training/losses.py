@@ -1,5 +1,6 @@
 """Segmentation losses on logits, with an optional per-pixel weight (0 = ignored pixel).
 
+* ``bce``: binary cross-entropy alone (the proper scoring rule: the best-calibrated probabilities);
 * ``dice``: soft Dice over the whole batch, ``1 - (2 sum(pt) + s) / (sum(p) + sum(t) + s)``;
 * ``bce_dice``: BCE + Dice (equal weights);
 * ``focal_tversky``: seed_003's mix ``0.2 BCE + 0.8 FT`` with the focal Tversky loss
@@ -14,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F  # noqa: N812 (PyTorch convention)
 
-LOSSES = ("dice", "bce_dice", "focal_tversky")
+LOSSES = ("bce", "dice", "bce_dice", "focal_tversky")
 
 
 def _prep(logits, target, weight):
@@ -57,7 +58,7 @@ def focal_tversky_loss(logits, target, weight=None):
 
 
 def get_loss(name: str):
-    table = {"dice": dice_loss, "bce_dice": bce_dice_loss, "focal_tversky": focal_tversky_loss}
+    table = {"bce": bce, "dice": dice_loss, "bce_dice": bce_dice_loss, "focal_tversky": focal_tversky_loss}
     if name not in table:
         raise ValueError(f"loss must be one of {LOSSES}, not {name!r}")
     return table[name]

@@ -89,6 +89,21 @@ class AttentionUNet(UNet):
         super().__init__(in_channels, base_filters, depth, out_channels, attention=True, dropout=dropout)
 
 
+class CalibratedLogits(nn.Module):
+    """Platt-scaled logits ``a * model(x) + b`` (:mod:`training.calibration`); wrapped by :class:`WithSigmoid`
+    on export, the graph's output is the calibrated probability."""
+
+    def __init__(self, model: nn.Module, a: float, b: float):
+        super().__init__()
+        self.model = model
+        self.config = getattr(model, "config", {})
+        self.register_buffer("a", torch.tensor(float(a)))
+        self.register_buffer("b", torch.tensor(float(b)))
+
+    def forward(self, x):
+        return self.a * self.model(x) + self.b
+
+
 class WithSigmoid(nn.Module):
     """The exported graph: probabilities, not logits."""
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .augment import AugmentConfig, Augmenter
+from .augment import AugmentConfig, Augmenter, BandLayout
 from .dataset import IGNORE, ChipSet, normalise
 from .losses import get_loss
 from .models import build_model
@@ -65,8 +65,11 @@ def predict_logits(model, x: torch.Tensor, batch: int = 64) -> torch.Tensor:
 
 
 def train_model(train: ChipSet, val: ChipSet | None, norm: dict, cfg: TrainConfig, *, sar_bands: list[int],
-                init_state: dict | None = None, log=print):
-    """Train from scratch (or from ``init_state``); return ``(model in eval mode, history dict)``."""
+                init_state: dict | None = None, log=print, layout: BandLayout | None = None):
+    """Train from scratch (or from ``init_state``); return ``(model in eval mode, history dict)``.
+
+    ``layout`` (from the recipe) turns on the pass/polarisation/terrain dropouts, the pass swap of the
+    left-right flip and the level offsets of :mod:`.augment`."""
     seed_everything(cfg.seed)
     torch.set_num_threads(max(1, cfg.threads))
     xt, yt, wt = to_tensors(train, norm)
@@ -78,7 +81,7 @@ def train_model(train: ChipSet, val: ChipSet | None, norm: dict, cfg: TrainConfi
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_factor,
                                                        patience=cfg.lr_patience, min_lr=cfg.min_lr)
-    aug = Augmenter(cfg.aug, sar_bands, norm["std"]) if cfg.augment else None
+    aug = Augmenter(cfg.aug, sar_bands, norm["std"], layout) if cfg.augment else None
     gen = torch.Generator().manual_seed(cfg.seed)
     n = len(xt)
     steps = cfg.steps_per_epoch or max(1, math.ceil(n / cfg.batch_size))

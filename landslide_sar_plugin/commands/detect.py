@@ -330,6 +330,9 @@ def _report(name, result, args, both: bool) -> None:
         m = result.model
         print(f"{prefix}model {m.model_name} ({m.path.name}, sha256 {m.sha256[:16]}...), composite {m.composite}, "
               f"passes {', '.join(result.passes_used)}, onnxruntime provider {result.provider}")
+        reason = result.run_info.get("model_choice", {}).get("reason")
+        if reason:
+            print(f"{prefix}model choice: {reason}")
         print(f"{prefix}threshold: {result.threshold:.3f} probability ({rule}); {result.n_candidates} candidate "
               "polygons")
     else:

@@ -395,8 +395,8 @@ def prepare_run(
     """Catalogue the scenes, select the stacks, build the grid and check coverage (shared by every method).
 
     ``polarisations`` defaults to the parameters' (the model run passes its
-    recipe's); ``check_catalog(catalog)`` may raise before the stacks are
-    selected (the model run checks that the scenes can feed the model).
+    recipe's, or a function of the catalogue that chooses them); ``check_catalog(catalog)``
+    may raise before the stacks are selected (the model run checks that the scenes can feed the model).
     """
     if not Path(dem).is_file():
         raise DetectionError(f"DEM file {dem} does not exist")
@@ -413,6 +413,8 @@ def prepare_run(
             raise DetectionError(f"no usable scene in {scenes_dir} ({reasons})")
         if check_catalog is not None:
             check_catalog(catalog)
+        if callable(polarisations):
+            polarisations = polarisations(catalog)
         pol_choice, pol_reason = (None, "") if polarisations else resolve_polarisation(params, catalog.scenes)
         selection = cat.select_stacks(
             catalog.scenes, params.event_time, pre_days=params.pre_days, post_days=params.post_days,

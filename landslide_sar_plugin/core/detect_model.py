@@ -12,8 +12,23 @@ extent that the model's tiles need, runs the tiled, blended inference
 
 * a model that declares ``orbit_pass`` ``ASCENDING`` or ``DESCENDING`` runs on
   that pass's tracks only; a model for ``any`` pass runs on every track;
-* probabilities are averaged over the tracks of a pass, then over the passes
-  (NaN only where no track has data), as the A_ratio run averages ratios.
+* a per-pass recipe: probabilities are averaged over the tracks of a pass, then
+  over the passes (NaN only where no track has data), as the A_ratio run
+  averages ratios;
+* a joint recipe (:mod:`.recipes`, ``joint_passes``): the tracks of each pass
+  are averaged into one pass block, and the network sees both passes at once
+  (a pass without data is flagged as missing, not averaged in), so a change
+  seen in one pass only is weighed by the network, not halved by a mean.
+
+Which model runs, on what, and why (:func:`model_choice`): a model whose recipe
+carries polarisation flags (``avail_VV``/``avail_VH``) runs on dual-pol stacks
+and on single-pol ones (the missing polarisation is flagged); the run uses
+both polarisations when the stacks hold them, else the one they hold.  A model
+trained on a range of pixel sizes runs on any grid within it; when no pixel
+size is given and the finest input lies outside it, the grid takes the nearest
+size the model knows.  ``run.json`` (``model_choice``), the command line and the
+dock say which model ran on which polarisations and passes, and why.
+
 
 The composites are the recipe's bands exactly (dB after frame-edge-noise
 masking, no speckle filter; terrain from the DEM), so training can build the
@@ -36,6 +51,7 @@ model run on one grid.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -64,8 +80,19 @@ from .detect import (
 )
 from .grid import Grid, RasterOnGrid
 from .inference import BlockPlan, TileCache, TiledModel, block_plans, combine_passes, n_block_plans, predict_plan
-from .model import ModelError, ModelInfo, check_model_fits, read_model_info, require_onnxruntime
-from .recipes import CURVATURE_RADIUS_M, CURVATURE_SIGMA_M, Recipe, RecipeError, build_composite
+from .model import ModelError, ModelInfo, check_model_fits, pixel_size_range, read_model_info, require_onnxruntime
+from .recipes import (
+    CURVATURE_RADIUS_M,
+    CURVATURE_SIGMA_M,
+    PASS_PREFIXES,
+    Recipe,
+    RecipeError,
+    assemble_joint,
+    build_composite,
+    build_pass_bands,
+    composite_valid,
+    mean_over_tracks,
+)
 from .staging import (
     CancelFn,
     DetectionError,
@@ -88,6 +115,7 @@ from .version import __version__
 log = logging.getLogger(__name__)
 
 MODEL_CANDIDATE_FIELDS = [("model_name", "TEXT"), ("model_sha256", "TEXT")]
+JOINT_INPUT = "both (one network input)"  # the orbit pass of a joint composite
 AGREEMENT_CODES = {0: "neither", 1: "A_ratio only", 2: "model only", 3: "both", 255: "nodata"}
 
 
@@ -120,14 +148,66 @@ def _check_catalog(info: ModelInfo, recipe: Recipe):
     def check(catalog: cat.Catalog) -> None:
         held = {p for s in catalog.scenes for p in s.bands}
         missing = [p for p in recipe.polarisations() if p not in held]
+        if recipe.optional_polarisations() and len(missing) < len(recipe.polarisations()):
+            return
         if missing:
             raise ModelError(f"the model's composite {info.composite} needs {'+'.join(missing)}, which the scenes "
                              "do not hold")
     return check
 
 
+def choose_polarisations(recipe: Recipe, params: DetectParams):
+    """``catalog -> polarisations`` for :func:`.detect.prepare_run`: every polarisation the recipe reads,
+    or, for a recipe with polarisation flags, the set that keeps the most scenes in the windows (both when
+    the stacks hold both; VH before VV on a tie)."""
+    needed = recipe.polarisations()
+
+    def choose(catalog: cat.Catalog) -> tuple[str, ...]:
+        if not recipe.optional_polarisations():
+            return needed
+        best, best_n = needed, -1
+        for cand in (needed, *[(p,) for p in ("VH", "VV") if p in needed]):
+            try:
+                sel = cat.select_stacks(catalog.scenes, params.event_time, pre_days=params.pre_days,
+                                        post_days=params.post_days, pre_range=params.pre_range,
+                                        post_range=params.post_range, polarisations=cand)
+            except cat.CatalogError:
+                continue
+            n = sum(len(sel.pre[t]) + len(sel.post[t]) for t in sel.tracks())
+            if n > best_n:
+                best, best_n = cand, n
+        return best
+    return choose
+
+
+def model_choice(info: ModelInfo, recipe: Recipe, polarisations, tracks, pixel_size: float,
+                 pixel_note: str = "") -> dict:
+    """Which model runs on what, and why, in words (``run.json``, the command line, the dock)."""
+    pols = [p for p in recipe.polarisations() if p in polarisations]
+    passes = sorted({t[0] for t in tracks})
+    missing = [p for p in recipe.polarisations() if p not in pols]
+    why = []
+    if missing and recipe.optional_polarisations():
+        why.append(f"the stacks hold no {'/'.join(missing)}, so the model runs on {'+'.join(pols)} only (it takes "
+                   "a polarisation mask)")
+    else:
+        why.append(f"the stacks hold {'+'.join(pols)}")
+    if recipe.joint_passes:
+        why.append("both orbit passes seen jointly" if len(passes) > 1 else
+                   f"only the {passes[0].lower()} pass has pre- and post-event scenes (the model flags the other "
+                   "as missing)")
+    else:
+        why.append(f"{' and '.join(p.lower() for p in passes)} pass(es), probabilities averaged")
+    why.append(f"{pixel_size:g} m grid" + (f" ({pixel_note})" if pixel_note else ""))
+    name = info.model_name
+    text = f"{name} on {'+'.join(pols)}, {'+'.join(p.lower() for p in passes)}: {'; '.join(why)}"
+    return {"model_name": name, "model_file": info.path.name if info.path else None,
+            "polarisations": pols, "orbit_passes": passes, "pixel_size_m": pixel_size,
+            "joint_passes": recipe.joint_passes, "reason": text}
+
+
 def _tracks_for_model(info: ModelInfo, recipe: Recipe, selection: cat.StackSelection, pixel_size: float,
-                      warnings: list[str]) -> list[tuple]:
+                      warnings: list[str], polarisations) -> list[tuple]:
     tracks = selection.tracks()
     if info.orbit_pass in ("ASCENDING", "DESCENDING"):
         tracks = [t for t in tracks if t[0] == info.orbit_pass]
@@ -136,8 +216,7 @@ def _tracks_for_model(info: ModelInfo, recipe: Recipe, selection: cat.StackSelec
                                  f"{info.orbit_pass.lower()} track has both pre- and post-event scenes")
     enough = [t for t in tracks if len(selection.post[t]) >= recipe.min_post_scenes()]
     n_post = max(len(selection.post[t]) for t in tracks)
-    check_model_fits(info, available_polarisations=recipe.polarisations(), n_post_scenes=n_post,
-                     pixel_size_m=pixel_size)
+    check_model_fits(info, available_polarisations=polarisations, n_post_scenes=n_post, pixel_size_m=pixel_size)
     for t in tracks:
         if t not in enough:
             warnings.append(f"track {t[0].lower()} {t[1]} has only {len(selection.post[t])} post-event scene(s); "
@@ -155,26 +234,44 @@ def composite_dem_halo(recipe: Recipe, pixel_size: float) -> int:
     return 1
 
 
+def _read_stacks(stack_refs: Mapping[str, Mapping[str, list]], window, edge_noise_db: float) -> dict:
+    return {role: {pol: np.stack([composite.mask_edge_noise(composite.to_db(reader.read(window), units),
+                                                            edge_noise_db) for reader, units in refs])
+                   for pol, refs in stack_refs[role].items()}
+            for role in ("pre", "post")}
+
+
 def read_track_composite(recipe: Recipe, stack_refs: Mapping[str, Mapping[str, list]], window, dem_reader,
-                         dem_halo: int, pixel_size: float, *, edge_noise_db: float = composite.EDGE_NOISE_DB
-                         ) -> np.ndarray:
-    """The recipe's ``(bands, rows, cols)`` composite of one track on ``window`` of the grid.
+                         dem_halo: int, pixel_size: float, *, edge_noise_db: float = composite.EDGE_NOISE_DB,
+                         sar_halo: int = 0) -> np.ndarray:
+    """The recipe's ``(bands, rows, cols)`` composite of one track on ``window`` of the grid (a per-pass recipe).
 
     ``stack_refs[role][pol]`` lists ``(RasterOnGrid, units)`` per scene in
-    time order (``role`` is ``pre``/``post``); ``dem_reader`` reads with
+    time order (``role`` is ``pre``/``post``), opened with ``sar_halo`` (at
+    least :meth:`.recipes.Recipe.sar_halo_px`); ``dem_reader`` reads with
     ``dem_halo`` (at least :func:`composite_dem_halo`).  SAR values become dB
-    and frame-edge noise is masked.  Training builds its chips with this same
-    function, so a model sees exactly the inputs it was trained on.
+    and frame-edge noise is masked.  Training builds its chips with this
+    function; the run builds the same bands from the same stacks with
+    :func:`track_composite_of`, so a model sees exactly the inputs it was trained on.
     """
-    stacks = {}
-    for role in ("pre", "post"):
-        stacks[role] = {
-            pol: np.stack([composite.mask_edge_noise(composite.to_db(reader.read(window), units), edge_noise_db)
-                           for reader, units in refs])
-            for pol, refs in stack_refs[role].items()
-        }
+    if recipe.joint_passes:
+        raise DetectionError(f"composite {recipe.name} joins both passes; read it with read_joint_composite")
+    stacks = _read_stacks(stack_refs, window, edge_noise_db)
     layers = terrain_layers(recipe, dem_reader.read(window) if recipe.terrain() else None, pixel_size, dem_halo)
-    return composite_of(recipe, stacks["pre"], stacks["post"], layers)
+    return track_composite_of(recipe, stacks["pre"], stacks["post"], layers, window, pixel_size, sar_halo)
+
+
+def read_joint_composite(recipe: Recipe, refs_by_track: Mapping[tuple, Mapping], window, dem_reader,
+                         dem_halo: int, pixel_size: float, *, sar_halo: int = 0,
+                         edge_noise_db: float = composite.EDGE_NOISE_DB,
+                         pass_flags: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    """The joint composite (both passes, :func:`.recipes.assemble_joint`) on ``window``: :func:`joint_composite_of`."""
+    bands = {}
+    for track, refs in refs_by_track.items():
+        stacks = _read_stacks(refs, window, edge_noise_db)
+        bands[track] = pass_bands_of(recipe, stacks["pre"], stacks["post"], window, pixel_size, sar_halo)
+    layers = terrain_layers(recipe, dem_reader.read(window) if recipe.terrain() else None, pixel_size, dem_halo)
+    return joint_composite_of(recipe, bands, layers, (int(window.height), int(window.width)), pass_flags)
 
 
 def terrain_layers(recipe: Recipe, dem_block: np.ndarray | None, pixel_size: float, dem_halo: int) -> dict:
@@ -191,9 +288,57 @@ def terrain_layers(recipe: Recipe, dem_block: np.ndarray | None, pixel_size: flo
     return layers
 
 
-def composite_of(recipe: Recipe, pre: Mapping, post: Mapping, layers: Mapping) -> np.ndarray:
+def _origin(window, sar_halo: int) -> tuple[int, int]:
+    """Grid row/col of the first pixel of a stack read on ``window`` with ``sar_halo`` (the local median's
+    weights come from global coordinates, so a block's bands do not depend on where the block starts)."""
+    return int(window.row_off) - sar_halo, int(window.col_off) - sar_halo
+
+
+def pass_bands_of(recipe: Recipe, pre: Mapping, post: Mapping, window, pixel_size: float,
+                  sar_halo: int = 0) -> np.ndarray:
+    """The SAR bands of one track (:func:`.recipes.build_pass_bands`) on ``window``, from dB stacks read with
+    ``sar_halo`` pixels beyond it (exact detrended bands), cropped to the window."""
     try:
-        return build_composite(recipe, pre, post, layers)
+        bands = build_pass_bands(recipe, pre, post, origin=_origin(window, sar_halo), pixel_size=pixel_size)
+    except RecipeError as exc:
+        raise DetectionError(str(exc)) from None
+    return crop(bands, sar_halo) if sar_halo else bands
+
+
+def track_composite_of(recipe: Recipe, pre: Mapping, post: Mapping, layers: Mapping, window, pixel_size: float,
+                       sar_halo: int = 0) -> np.ndarray:
+    """A per-pass recipe's composite on ``window`` from dB stacks read with ``sar_halo`` and terrain ``layers``
+    on the window itself."""
+    if sar_halo:
+        layers = {k: np.pad(v, sar_halo, constant_values=np.nan) for k, v in layers.items()}
+    try:
+        comp = build_composite(recipe, pre, post, layers, origin=_origin(window, sar_halo), pixel_size=pixel_size)
+    except RecipeError as exc:
+        raise DetectionError(str(exc)) from None
+    return crop(comp, sar_halo) if sar_halo else comp
+
+
+def joint_composite_of(recipe: Recipe, bands_by_track: Mapping[tuple, np.ndarray], layers: Mapping, shape,
+                       pass_flags: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    """The joint composite from each track's pass bands (:func:`pass_bands_of`) and the terrain ``layers``.
+
+    Tracks of one pass are averaged into its block (:func:`.recipes.mean_over_tracks`).
+    ``pass_flags[pass]`` (True = layover/shadow in that geometry) removes that pass's data there, so the
+    network sees the other pass alone rather than a masked output.
+    """
+    blocks = {}
+    for orbit_pass in PASS_PREFIXES:
+        per_track = [b for track, b in bands_by_track.items() if track[0] == orbit_pass]
+        if not per_track:
+            continue
+        block = mean_over_tracks(per_track, recipe)
+        flags = (pass_flags or {}).get(orbit_pass)
+        if flags is not None:
+            for i, t in enumerate(recipe.pass_tokens()):
+                block[i][flags] = 0.0 if t.startswith("avail_") else np.nan
+        blocks[orbit_pass] = block
+    try:
+        return assemble_joint(recipe, blocks, layers, shape)
     except RecipeError as exc:
         raise DetectionError(str(exc)) from None
 
@@ -203,11 +348,13 @@ def composite_of(recipe: Recipe, pre: Mapping, post: Mapping, layers: Mapping) -
 FileRefs = dict  # {track: {"pre"|"post": [ {file key: [(pol, band position, units)]} per date, in time order ]}}
 
 
-def open_file_readers(selection: cat.StackSelection, tracks, polarisations, grid: Grid) -> tuple[dict, FileRefs]:
+def open_file_readers(selection: cat.StackSelection, tracks, polarisations, grid: Grid, *,
+                      halo: int = 0) -> tuple[dict, FileRefs]:
     """One multi-band reader per scene FILE (not per band) and, per date, which band of which file is which pol.
 
     A file holding VV and VH (pixel-interleaved, as most products are) is then
-    read and decompressed once per block for both polarisations.
+    read and decompressed once per block for both polarisations.  ``halo``:
+    every read returns that many pixels beyond the window on each side.
     """
     bands: dict[str, list[int]] = {}
     paths: dict[str, Path] = {}
@@ -236,7 +383,7 @@ def open_file_readers(selection: cat.StackSelection, tracks, polarisations, grid
     readers = {}
     try:
         for key, path in paths.items():
-            readers[key] = RasterOnGrid(path, list(bands[key]), grid)
+            readers[key] = RasterOnGrid(path, list(bands[key]), grid, halo=halo)
     except BaseException:
         for r in readers.values():
             r.close()
@@ -244,9 +391,11 @@ def open_file_readers(selection: cat.StackSelection, tracks, polarisations, grid
     return readers, refs
 
 
-def read_role_stacks(readers: dict, dates: list, window, polarisations, edge_noise_db: float) -> dict:
-    """``{pol: (dates, rows, cols)}`` dB stacks of one track and role, each file read once for all its pols."""
-    rows, cols = int(window.height), int(window.width)
+def read_role_stacks(readers: dict, dates: list, window, polarisations, edge_noise_db: float, *,
+                     halo: int = 0) -> dict:
+    """``{pol: (dates, rows, cols)}`` dB stacks of one track and role, each file read once for all its pols
+    (``halo``: the readers' halo, so each stack is ``2 * halo`` larger than the window)."""
+    rows, cols = int(window.height) + 2 * halo, int(window.width) + 2 * halo
     out = {pol: np.empty((len(dates), rows, cols), np.float32) for pol in polarisations}
     for k, by_file in enumerate(dates):
         for key, members in by_file.items():
@@ -316,24 +465,52 @@ def run_model_detection(
     recipe = info.get_recipe()
     log.info("model %s (%s, composite %s, sha256 %s...) on %s", info.model_name, info.path.name, info.composite,
              info.sha256[:12], model.provider)
-    prep = prepare_run(scenes_dir, dem, params, prog, polarisations=recipe.polarisations(),
-                       check_catalog=_check_catalog(info, recipe))
+    prep, pols, pixel_note = _prepare_for_model(scenes_dir, dem, params, prog, info, recipe)
     warnings = prep.warnings
-    tracks = _tracks_for_model(info, recipe, prep.selection, prep.grid.pixel_size, warnings)
+    tracks = _tracks_for_model(info, recipe, prep.selection, prep.grid.pixel_size, warnings, pols)
+    choice = model_choice(info, recipe, pols, tracks, prep.grid.pixel_size, pixel_note)
+    log.info("%s", choice["reason"])
     timings["catalogue_s"] = time.perf_counter() - t_start
 
     run_threshold = info.threshold if threshold is None else float(threshold)
 
     def body(staging):
         return _run_staged(scenes_dir, dem, out, staging, params, prep, tracks, model, recipe, layover_masks or {},
-                           run_threshold, timings, prog, write_composite)
+                           run_threshold, timings, prog, write_composite, choice)
 
     return run_staged(out, body, timings, t_start, finalize=finalize)
 
 
+def _prepare_for_model(scenes_dir, dem: Path, params: DetectParams, prog: Progress, info: ModelInfo,
+                       recipe: Recipe):
+    """:func:`.detect.prepare_run` with the model's polarisations; a grid outside the pixel sizes the model
+    knows is rebuilt at the nearest one when no pixel size was given.  Returns (prep, polarisations, note)."""
+    chosen: dict = {}
+    choose = choose_polarisations(recipe, params)
+
+    def pols(catalog):
+        chosen["pols"] = choose(catalog)
+        return chosen["pols"]
+
+    prep = prepare_run(scenes_dir, dem, params, prog, polarisations=pols, check_catalog=_check_catalog(info, recipe))
+    lo, hi = pixel_size_range(info)
+    px, note = prep.grid.pixel_size, ""
+    if params.pixel_size is None and not lo <= px <= hi:
+        lo_t, hi_t = info.pixel_size_range_m or (info.pixel_size_m, info.pixel_size_m)
+        target = float(min(max(px, lo_t), hi_t))
+        note = (f"the finest input is {px:g} m, outside the {lo_t:g}-{hi_t:g} m the model was trained on, so the "
+                f"scenes are resampled to {target:g} m")
+        prep = prepare_run(scenes_dir, dem, dataclasses.replace(params, pixel_size=target), prog,
+                           polarisations=pols, check_catalog=_check_catalog(info, recipe))
+        prep.warnings.append(note)
+    elif params.pixel_size is None:
+        note = "the finest input resolution"
+    return prep, chosen.get("pols", recipe.polarisations()), note
+
+
 def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectParams, prep, tracks, model,
                 recipe: Recipe, layover_masks, threshold: float, timings: dict, prog: Progress,
-                write_composite: bool = False) -> ModelDetectResult:
+                write_composite: bool = False, choice: dict | None = None) -> ModelDetectResult:
     info: ModelInfo = model.info
     grid, selection = prep.grid, prep.selection
     px = grid.pixel_size
@@ -345,20 +522,23 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
         tags["SYNTHETIC"] = "computed from SYNTHETIC (simulated) Sentinel-1 scenes"
 
     t0 = time.perf_counter()
+    pols = tuple((choice or {}).get("polarisations") or recipe.polarisations())
     ctx = _ModelPass(grid, params, tracks, recipe, dem, composite_dem_halo(recipe, px), dict(layover_masks),
-                     selection)
+                     selection, pols, recipe.sar_halo_px(px))
+    combination = ("both orbit passes in one network input (joint recipe)" if recipe.joint_passes else
+                   "tracks then passes averaged")
     staged: dict[str, StagedRaster] = {"probability": StagedRaster(
         staging, "probability", grid, count=1, dtype="float32", nodata=float("nan"),
         descriptions=[f"landslide probability ({info.model_name}, composite {info.composite})"],
         tags={**tags, "UNITS": "probability 0..1", "COMPOSITE": info.composite,
               "ORBIT_PASSES": ",".join(passes),
-              "DEFINITION": "tiled ONNX inference with cosine-blended overlaps; tracks then passes averaged; "
+              "DEFINITION": f"tiled ONNX inference with cosine-blended overlaps; {combination}; "
                             "NaN = no data, layover/shadow, water or outside the AOI"})}
     prog.stage(0.02, 0.75)
     try:
         _infer_blocks(ctx, model, staged["probability"], prog)
         if write_composite:
-            composites = _composite_rasters(staging, grid, info, tracks, tags)
+            composites = _composite_rasters(staging, grid, info, ctx.composite_keys(), tags)
             staged.update({c.name: c for c in composites.values()})
             _write_composites(ctx, composites, info, prog)
         if params.pass_rasters:
@@ -396,7 +576,11 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
         "execution_provider": model.provider,
         "orbit_passes_used": passes,
         "tracks_used": [{"orbit_pass": t[0], "relative_orbit": t[1]} for t in tracks],
-        "orbit_combination": "mean of the tracks within each orbit direction, then of the directions (NaN-aware)",
+        "orbit_combination": ("the tracks of each orbit direction averaged into one pass block; both directions "
+                              "in one network input (a missing direction is flagged, not averaged in)"
+                              if recipe.joint_passes else
+                              "mean of the tracks within each orbit direction, then of the directions (NaN-aware)"),
+        "model_choice": choice or {},
         "blending": {"tile_size": model.tile, "tile_overlap": model.overlap,
                      "model_tile_size": info.tile_size, "model_tile_overlap": info.tile_overlap,
                      "window": "cosine taper over the overlap, clamped at the grid border; grid-wide tile lattice"},
@@ -424,9 +608,9 @@ def _infer_blocks(ctx: _ModelPass, model: TiledModel, out: StagedRaster, prog: P
     core, so half of them build composites, each one block ahead (memory: a
     few blocks' composites, whatever the grid size).
     """
-    grid, params, tracks = ctx.grid, ctx.params, ctx.tracks
+    grid, params = ctx.grid, ctx.params
     n_blocks = n_block_plans(grid.height, grid.width, params.block_size)
-    caches = {t: TileCache() for t in tracks}
+    caches = {key: TileCache() for key in ctx.composite_keys()}
     cores = resolve_workers(params.workers)
     builders = max(1, cores // 2)
     inputs = map_blocks(block_plans(grid.height, grid.width, model.tile, model.overlap, params.block_size),
@@ -435,7 +619,8 @@ def _infer_blocks(ctx: _ModelPass, model: TiledModel, out: StagedRaster, prog: P
     with contextlib.closing(inputs):
         for i, (plan, block_inputs) in enumerate(inputs):
             prog(i / n_blocks, f"model inference: block {i + 1} of {n_blocks}")
-            out.write(plan.core, _model_block(plan, grid, tracks, block_inputs, model, caches, prog, i, n_blocks))
+            out.write(plan.core, _model_block(plan, grid, ctx.composite_keys(), block_inputs, model, caches, prog,
+                                              i, n_blocks))
     prog(1.0, "model inference done")
 
 
@@ -457,11 +642,13 @@ class _ModelReaders:
 
 @dataclass
 class _BlockInputs:
-    """What the model needs for one block: per track the composite and layover flags on the plan's extent,
-    and the water / outside-AOI masks of its core."""
+    """What the model needs for one block: per composite (a track, or ``"joint"``) the composite, its layover
+    flags and where the network may predict, on the plan's owned window; the water / outside-AOI masks of
+    its core."""
 
     composites: dict
     flagged: dict
+    valid: dict
     water: np.ndarray | None
     inside: np.ndarray | None
 
@@ -476,6 +663,12 @@ class _ModelPass:
     dem_halo: int
     layover_masks: dict
     selection: cat.StackSelection
+    polarisations: tuple
+    sar_halo: int = 0
+
+    def composite_keys(self) -> list:
+        """One composite per track for a per-pass recipe; one for both passes (``"joint"``) for a joint one."""
+        return ["joint"] if self.recipe.joint_passes else list(self.tracks)
 
     def open_readers(self) -> _ModelReaders:
         opened = []
@@ -489,7 +682,8 @@ class _ModelPass:
             for key, path in self.layover_masks.items():
                 masks[key] = RasterOnGrid(path, 1, self.grid, resampling=Resampling.nearest)
                 opened.append(masks[key])
-            files, refs = open_file_readers(self.selection, self.tracks, self.recipe.polarisations(), self.grid)
+            files, refs = open_file_readers(self.selection, self.tracks, self.polarisations, self.grid,
+                                            halo=self.sar_halo)
         except BaseException:
             for reader in opened:
                 if reader is not None:
@@ -498,39 +692,70 @@ class _ModelPass:
         return _ModelReaders(dem, water, masks, files, refs)
 
     def compute(self, readers: _ModelReaders, plan: BlockPlan) -> tuple[BlockPlan, _BlockInputs]:
-        """The composites of every track where this block's own tiles lie (``plan.owned``: the tile cache
-        holds the others); the terrain is derived once for all tracks."""
-        px, pols, win = self.grid.pixel_size, self.recipe.polarisations(), plan.owned
-        composites, flagged = {}, {}
+        """The composites where this block's own tiles lie (``plan.owned``: the tile cache holds the others)."""
+        win = plan.owned
+        composites, flagged, valid = {}, {}, {}
         if win.height and win.width:
-            dem = readers.dem.read(win) if self.recipe.terrain() else None
-            layers = terrain_layers(self.recipe, dem, px, self.dem_halo)
-        for track in self.tracks:
-            if not (win.height and win.width):
-                composites[track] = np.zeros((len(self.recipe.bands), 0, 0), np.float32)
-                continue
-            stacks = {role: read_role_stacks(readers.files, readers.refs[track][role], win, pols,
-                                             self.params.edge_noise_db) for role in ("pre", "post")}
-            composites[track] = composite_of(self.recipe, stacks["pre"], stacks["post"], layers)
-            mask_reader = readers.masks.get(track[0]) or readers.masks.get("any")
-            if mask_reader is not None:
-                m = mask_reader.read(win)
-                flagged[track] = np.isfinite(m) & (m != 0)
+            composites = self.composites_on(readers, win)
+            valid = {key: composite_valid(self.recipe, comp) for key, comp in composites.items()}
+            flagged = self._flags(readers, win)
+        else:
+            composites = {key: np.zeros((len(self.recipe.bands), 0, 0), np.float32) for key in self.composite_keys()}
         water = readers.water.read(plan.core) if readers.water is not None else None
-        return plan, _BlockInputs(composites, flagged, water, _aoi_mask(self.params, self.grid, plan.core))
+        return plan, _BlockInputs(composites, flagged, valid, water, _aoi_mask(self.params, self.grid, plan.core))
+
+    def composites_on(self, readers: _ModelReaders, win) -> dict:
+        """``{composite key: (bands, rows, cols)}`` on ``win``; the terrain is derived once for all tracks."""
+        recipe, px = self.recipe, self.grid.pixel_size
+        dem = readers.dem.read(win) if recipe.terrain() else None
+        layers = terrain_layers(recipe, dem, px, self.dem_halo)
+        if recipe.joint_passes:
+            bands = {t: pass_bands_of(recipe, *self._stacks(readers, t, win), win, px, self.sar_halo)
+                     for t in self.tracks}
+            return {"joint": joint_composite_of(recipe, bands, layers, (int(win.height), int(win.width)),
+                                                self._pass_flags(readers, win))}
+        return {t: track_composite_of(recipe, *self._stacks(readers, t, win), layers, win, px, self.sar_halo)
+                for t in self.tracks}
+
+    def _stacks(self, readers: _ModelReaders, track, win) -> tuple[dict, dict]:
+        return tuple(read_role_stacks(readers.files, readers.refs[track][role], win, self.polarisations,
+                                      self.params.edge_noise_db, halo=self.sar_halo) for role in ("pre", "post"))
+
+    def _pass_flags(self, readers: _ModelReaders, win) -> dict:
+        """Layover/shadow per orbit pass, for a joint recipe (that pass's data is removed there)."""
+        return {p: _mask_on(readers.masks[p], win) for p in PASS_PREFIXES if p in readers.masks}
+
+    def _flags(self, readers: _ModelReaders, win) -> dict:
+        """Pixels not to predict per composite: the pass's (or ``any``) layover/shadow mask of a track; the
+        ``any`` mask of a joint composite (its per-pass masks went into the composite)."""
+        if self.recipe.joint_passes:
+            return {"joint": _mask_on(readers.masks["any"], win)} if "any" in readers.masks else {}
+        out = {}
+        for track in self.tracks:
+            reader = readers.masks.get(track[0]) or readers.masks.get("any")
+            if reader is not None:
+                out[track] = _mask_on(reader, win)
+        return out
 
 
-def _model_block(plan: BlockPlan, grid: Grid, tracks, inputs: _BlockInputs, model: TiledModel, caches,
+def _mask_on(reader: RasterOnGrid, win) -> np.ndarray:
+    m = reader.read(win)
+    return np.isfinite(m) & (m != 0)
+
+
+def _model_block(plan: BlockPlan, grid: Grid, keys, inputs: _BlockInputs, model: TiledModel, caches,
                  prog: Progress, i: int, n_blocks: int) -> np.ndarray:
-    """Probabilities on ``plan.core``: tiled inference per track, tracks and passes averaged, masks applied."""
+    """Probabilities on ``plan.core``: tiled inference per composite, tracks then passes averaged (one joint
+    composite: its probability as is), masks applied."""
     by_pass: dict[str, list[np.ndarray]] = {}
-    for k, track in enumerate(tracks):
+    for k, key in enumerate(keys):
         def step(frac, k=k):
-            prog((i + (k + frac) / len(tracks)) / n_blocks, f"model inference: block {i + 1} of {n_blocks}")
+            prog((i + (k + frac) / len(keys)) / n_blocks, f"model inference: block {i + 1} of {n_blocks}")
 
-        p = predict_plan(model, inputs.composites[track], plan, grid.height, grid.width,
-                         flagged=inputs.flagged.get(track), cache=caches[track], progress=step)
-        by_pass.setdefault(track[0], []).append(p)
+        p = predict_plan(model, inputs.composites[key], plan, grid.height, grid.width,
+                         flagged=inputs.flagged.get(key), cache=caches[key], progress=step,
+                         valid=inputs.valid.get(key))
+        by_pass.setdefault("joint" if key == "joint" else key[0], []).append(p)
     prob = combine_passes(by_pass)
     if inputs.water is not None:
         prob[np.isfinite(inputs.water) & (inputs.water != 0)] = np.nan
@@ -539,22 +764,26 @@ def _model_block(plan: BlockPlan, grid: Grid, tracks, inputs: _BlockInputs, mode
     return np.clip(prob, 0.0, 1.0).astype(np.float32)
 
 
-def _composite_rasters(staging: Path, grid: Grid, info: ModelInfo, tracks, tags: dict) -> dict:
-    """One staged raster per track for the model's input stack (``write_composite``)."""
+def _composite_rasters(staging: Path, grid: Grid, info: ModelInfo, keys, tags: dict) -> dict:
+    """One staged raster per composite key (a track, or ``"joint"``) for the model's input (``write_composite``)."""
     out = {}
-    for track in tracks:
-        name = "composite" if len(tracks) == 1 else f"composite_{track[0].lower()}_r{int(track[1] or 0):03d}"
-        out[track] = StagedRaster(
+    for key in keys:
+        if key == "joint":
+            name, where = "composite", {"ORBIT_PASS": JOINT_INPUT}
+        else:
+            name = "composite" if len(keys) == 1 else f"composite_{key[0].lower()}_r{int(key[1] or 0):03d}"
+            where = {"ORBIT_PASS": key[0], "RELATIVE_ORBIT": str(key[1])}
+        out[key] = StagedRaster(
             staging, name, grid, count=info.n_bands, dtype="float32", nodata=None,
             descriptions=[f"{b} ({u})" for b, u in zip(info.band_names, info.units or [""] * info.n_bands)],
-            tags={**tags, "COMPOSITE": info.composite, "ORBIT_PASS": track[0], "RELATIVE_ORBIT": str(track[1]),
+            tags={**tags, "COMPOSITE": info.composite, **where,
                   "DEFINITION": f"the model's input bands ({', '.join(info.band_names)}) before normalisation; "
                                 "missing values hold the value the network sees there (no NaN)"})
     return out
 
 
 def _write_composites(ctx: _ModelPass, composites: dict, info: ModelInfo, prog: Progress) -> None:
-    """A pass over the blocks writing each track's composite (only when asked: it re-reads the stacks).
+    """A pass over the blocks writing each composite (only when asked: it re-reads the stacks).
 
     NaN is replaced by the network's neutral input, so a tool reading the file sees what our network sees.
     """
@@ -562,18 +791,13 @@ def _write_composites(ctx: _ModelPass, composites: dict, info: ModelInfo, prog: 
 
     fills = np.array(neutral_inputs(info), np.float32)[:, None, None]
     readers = ctx.open_readers()
-    pols, px = ctx.recipe.polarisations(), ctx.grid.pixel_size
     try:
         n_blocks = ctx.grid.n_blocks(ctx.params.block_size)
         for i, window in enumerate(ctx.grid.blocks(ctx.params.block_size)):
             prog(1.0, f"writing the model's input composite: block {i + 1} of {n_blocks}")
-            dem = readers.dem.read(window) if ctx.recipe.terrain() else None
-            layers = terrain_layers(ctx.recipe, dem, px, ctx.dem_halo)
-            for track, staged in composites.items():
-                stacks = {role: read_role_stacks(readers.files, readers.refs[track][role], window, pols,
-                                                 ctx.params.edge_noise_db) for role in ("pre", "post")}
-                comp = np.asarray(composite_of(ctx.recipe, stacks["pre"], stacks["post"], layers), np.float32)
-                staged.write(window, np.where(np.isfinite(comp), comp, fills).astype(np.float32))
+            for key, comp in ctx.composites_on(readers, window).items():
+                comp = np.asarray(comp, np.float32)
+                composites[key].write(window, np.where(np.isfinite(comp), comp, fills).astype(np.float32))
     finally:
         readers.close()
 

@@ -73,8 +73,9 @@ def _disk_offsets(radius_cells: float) -> list[tuple[int, int]]:
     return [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if dy * dy + dx * dx <= radius_cells ** 2]
 
 
-def disk_median(cells: np.ndarray, radius_cells: float) -> np.ndarray:
-    """NaN-aware median of ``cells`` over a disk of ``radius_cells``; empty disks get the global median."""
+def disk_median(cells: np.ndarray, radius_cells: float, *, empty_fill: float | None = None) -> np.ndarray:
+    """NaN-aware median of ``cells`` over a disk of ``radius_cells``; empty disks get ``empty_fill``, by default
+    the global median (a scene-wide rule; :mod:`.local_median` uses 0, a local one)."""
     offsets = _disk_offsets(radius_cells)
     r = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
     padded = np.pad(cells, r, constant_values=np.nan)
@@ -85,8 +86,9 @@ def disk_median(cells: np.ndarray, radius_cells: float) -> np.ndarray:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN disks are expected (no data there)
             out[lo:hi] = np.nanmedian(stack, axis=0)
-    fill = np.nanmedian(cells) if np.isfinite(cells).any() else 0.0
-    out[~np.isfinite(out)] = fill
+    if empty_fill is None:
+        empty_fill = np.nanmedian(cells) if np.isfinite(cells).any() else 0.0
+    out[~np.isfinite(out)] = empty_fill
     return out
 
 

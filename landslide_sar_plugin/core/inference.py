@@ -371,14 +371,17 @@ def _weights_for(cache: dict, tile: int, overlap: int, ro: int, co: int, rows: i
 
 def predict_plan(model: TiledModel, stack: np.ndarray, plan: BlockPlan, rows: int, cols: int, *,
                  flagged: np.ndarray | None = None, cache: TileCache | None = None,
-                 progress: Callable[[float], None] | None = None) -> np.ndarray:
+                 progress: Callable[[float], None] | None = None, valid: np.ndarray | None = None) -> np.ndarray:
     """Probabilities on ``plan.core`` from the raw composite ``stack`` read on ``plan.extent`` or ``plan.owned``.
 
     ``stack`` is ``(bands, rows, cols)`` un-normalised on either window (the
     smaller ``owned`` one needs the ``cache`` that earlier blocks filled);
     ``flagged`` (True = layover/shadow) is optional, on the same window.
-    ``progress(fraction)`` is called after every batch (and may raise
-    :class:`~.staging.Cancelled`).
+    ``valid`` (same window, True = predict here) replaces the rule "every band
+    finite" for composites whose NaN bands are legitimate (a missing orbit pass
+    or polarisation, flagged in the composite itself:
+    :func:`.recipes.composite_valid`).  ``progress(fraction)`` is called after
+    every batch (and may raise :class:`~.staging.Cancelled`).
     """
     t, o = model.tile, model.overlap
     owned_mode = stack.shape[1:] != (int(plan.extent.height), int(plan.extent.width))
@@ -397,11 +400,12 @@ def predict_plan(model: TiledModel, stack: np.ndarray, plan: BlockPlan, rows: in
     missing = [key for key in touching if key not in results and key not in todo]
     if missing:
         raise ValueError(f"tiles {missing[:3]} are neither computed here nor cached: blocks ran out of order")
-    results.update(_run_tiles(model, stack, flagged, win, todo, progress))
+    results.update(_run_tiles(model, stack, flagged, win, todo, progress, valid))
     return _blend(results, plan, rows, cols, t, o, cache)
 
 
-def _run_tiles(model: TiledModel, stack: np.ndarray, flagged, win: Window, todo: list, progress) -> dict:
+def _run_tiles(model: TiledModel, stack: np.ndarray, flagged, win: Window, todo: list, progress,
+               valid: np.ndarray | None = None) -> dict:
     """``{origin: (probability tile, invalid tile)}`` for the ``todo`` tiles, batched through the model."""
     t = model.tile
     r0, c0, h, w = int(win.row_off), int(win.col_off), int(win.height), int(win.width)
@@ -409,7 +413,7 @@ def _run_tiles(model: TiledModel, stack: np.ndarray, flagged, win: Window, todo:
         if progress is not None:
             progress(1.0)
         return {}
-    invalid = ~np.all(np.isfinite(stack), axis=0)
+    invalid = ~np.all(np.isfinite(stack), axis=0) if valid is None else ~np.asarray(valid, bool)
     if flagged is not None:
         invalid |= np.asarray(flagged, bool)
     x = normalise(stack, model.info)
@@ -466,12 +470,14 @@ def _blend(results: dict, plan: BlockPlan, rows: int, cols: int, t: int, o: int,
 
 def predict_array(model_or_session, stack: np.ndarray, info: ModelInfo | None = None, *,
                   block_size: int | None = None, flagged: np.ndarray | None = None,
-                  batch_size: int = DEFAULT_BATCH, progress=None, is_cancelled=None) -> np.ndarray:
+                  batch_size: int = DEFAULT_BATCH, progress=None, is_cancelled=None,
+                  valid: np.ndarray | None = None) -> np.ndarray:
     """Tiled, blended probabilities ``(rows, cols)`` for an in-memory raw composite ``(bands, rows, cols)``.
 
     ``model_or_session`` is a :class:`TiledModel` or an onnxruntime session
     (then ``info`` is required).  ``block_size`` streams the array in blocks
     exactly as the raster driver does (the result does not depend on it).
+    ``valid`` as in :func:`predict_plan` (rows, cols).
     """
     model = model_or_session if isinstance(model_or_session, TiledModel) else TiledModel(
         model_or_session, info, batch_size=batch_size)
@@ -487,7 +493,8 @@ def predict_array(model_or_session, stack: np.ndarray, info: ModelInfo | None = 
         sl = (slice(e.row_off, e.row_off + e.height), slice(e.col_off, e.col_off + e.width))
         fl = flagged[sl] if flagged is not None else None
         p = predict_plan(model, stack[(slice(None), *sl)], plan, rows, cols, flagged=fl, cache=cache,
-                         progress=lambda f, i=i: prog((i + f) / n, f"model inference: block {i + 1} of {n}"))
+                         progress=lambda f, i=i: prog((i + f) / n, f"model inference: block {i + 1} of {n}"),
+                         valid=valid[sl] if valid is not None else None)
         c = plan.core
         out[c.row_off:c.row_off + c.height, c.col_off:c.col_off + c.width] = p
     return out

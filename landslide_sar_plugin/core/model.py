@@ -27,6 +27,13 @@ Keys (all values are strings; lists and mappings are JSON):
 ``pixel_size_m``           training pixel size
 ``model_name``, ``architecture``, ``training_events`` (JSON list),
 ``training_data_sha256``, ``synthetic_training_data`` (``true``/``false``)
+``pixel_size_range_m``     optional JSON ``[lo, hi]``: pixel sizes the model was
+                           trained on (it runs on grids within them without
+                           resampling); absent = ``pixel_size_m`` only
+``calibration``            optional JSON: how the output probability was
+                           calibrated (already inside the graph; informative)
+``real_background_training`` optional ``true``/``false``: some training chips
+                           were real backscatter with synthetic slides imprinted
 =========================  ===============================================
 
 Deepness-compatible keys are written too (:func:`deepness_props`), so the
@@ -83,6 +90,9 @@ class ModelInfo:
     training_data_sha256: str = ""
     synthetic_training_data: bool = True
     recipe: dict = field(default_factory=dict)
+    pixel_size_range_m: list[float] | None = None
+    calibration: dict = field(default_factory=dict)
+    real_background_training: bool = False
     path: Path | None = None
     sha256: str = ""
     opset: int | None = None
@@ -95,7 +105,8 @@ class ModelInfo:
     def get_recipe(self) -> Recipe:
         """The composite recipe, with the pre/post reductions the model was trained on."""
         try:
-            return get_recipe(self.composite, pre=self.recipe.get("pre"), post=self.recipe.get("post"))
+            return get_recipe(self.composite, pre=self.recipe.get("pre"), post=self.recipe.get("post"),
+                              detrend_radius_m=self.recipe.get("detrend_radius_m"))
         except (RecipeError, TypeError, ValueError, AttributeError) as exc:  # composite_recipe of the wrong shape
             raise ModelError(f"the model's composite is not usable here: {exc}") from None
 
@@ -133,6 +144,7 @@ def metadata_props(info: ModelInfo) -> dict[str, str]:
         "training_events": json.dumps(info.training_events),
         "training_data_sha256": info.training_data_sha256,
         "synthetic_training_data": "true" if info.synthetic_training_data else "false",
+        **_optional_props(info),
         **deepness_props(info, mean, std),
     }
     return props
@@ -164,6 +176,23 @@ def neutral_inputs(info: ModelInfo) -> list[float]:
     if norm["kind"] == "standard":
         return [float(m) + fill * (float(s) if s else 1.0) for m, s in zip(norm["mean"], norm["std"])]
     return [float(lo) + fill * ((float(hi) - float(lo)) or 1.0) for lo, hi in zip(norm["min"], norm["max"])]
+
+
+def _optional_props(info: ModelInfo) -> dict[str, str]:
+    out = {}
+    if info.pixel_size_range_m:
+        out["pixel_size_range_m"] = json.dumps([float(v) for v in info.pixel_size_range_m])
+    if info.calibration:
+        out["calibration"] = json.dumps(info.calibration)
+    if info.real_background_training:
+        out["real_background_training"] = "true"
+    return out
+
+
+def pixel_size_range(info: ModelInfo) -> tuple[float, float]:
+    """The pixel sizes (m) the model accepts: its training range, widened by 25 % on each side."""
+    lo, hi = info.pixel_size_range_m or (info.pixel_size_m, info.pixel_size_m)
+    return 0.75 * float(lo), 1.25 * float(hi)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -299,7 +328,20 @@ def info_from_props(props: dict[str, str], *, source: str = "the model") -> Mode
         training_data_sha256=meta.text("training_data_sha256", ""),
         synthetic_training_data=meta.text("synthetic_training_data", "true", choices=("true", "false")) == "true",
         recipe=meta.json("composite_recipe", "{}", dict),
+        pixel_size_range_m=_pixel_size_range_prop(meta),
+        calibration=meta.json("calibration", "{}", dict),
+        real_background_training=meta.text("real_background_training", "false", choices=("true", "false")) == "true",
     )
+
+
+def _pixel_size_range_prop(meta: _Meta) -> list[float] | None:
+    """The optional ``pixel_size_range_m`` as ``[lo, hi]`` metres with 0 < lo <= hi, or None when absent."""
+    if "pixel_size_range_m" not in meta.props:
+        return None
+    lo, hi = meta.numbers("pixel_size_range_m", meta.json("pixel_size_range_m", "null", list), 2, positive=True)
+    if lo > hi:
+        meta.fail("pixel_size_range_m", "has its smaller size last")
+    return [lo, hi]
 
 
 def read_model_info(path: str | Path) -> ModelInfo:
@@ -354,12 +396,19 @@ def check_model_fits(info: ModelInfo, *, available_polarisations, n_post_scenes:
         raise ModelError(f"the model expects {info.n_bands} input bands but its composite {info.composite} has "
                          f"{len(recipe.bands)}; the model file is inconsistent")
     missing = [p for p in recipe.polarisations() if p not in available_polarisations]
+    if recipe.optional_polarisations() and len(missing) < len(recipe.polarisations()):
+        missing = []  # the model takes a channel mask: one polarisation is enough
     if missing:
         raise ModelError(f"the model's composite {info.composite} needs {'+'.join(missing)}, which the scenes do "
                          "not hold")
     if n_post_scenes < recipe.min_post_scenes():
         raise ModelError(f"the model's composite {info.composite} needs {recipe.min_post_scenes()} post-event "
                          f"scenes per pass; only {n_post_scenes} are available (widen --post-days)")
-    if abs(pixel_size_m - info.pixel_size_m) > 0.25 * info.pixel_size_m:
+    lo, hi = pixel_size_range(info)
+    if not lo <= pixel_size_m <= hi:
+        if info.pixel_size_range_m:
+            lo_t, hi_t = info.pixel_size_range_m
+            raise ModelError(f"the model was trained on {lo_t:g}-{hi_t:g} m pixels; run it at a pixel size in that "
+                             f"range (--pixel-size {info.pixel_size_m:g}), not {pixel_size_m:g} m")
         raise ModelError(f"the model was trained at {info.pixel_size_m:g} m pixels; run it at that pixel size "
                          f"(--pixel-size {info.pixel_size_m:g}), not {pixel_size_m:g} m")

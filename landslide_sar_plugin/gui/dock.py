@@ -503,10 +503,20 @@ class LandslideDock(RetrainMixin, SuggestThresholdMixin, ReviewQueueMixin, Thres
             return
         self._show_run(task.result)
 
+    def _show_model_choice(self, out: dict) -> None:
+        """Say under the model chooser which model ran on which polarisations and passes, and why."""
+        result = out["result"]
+        model_run = out.get("model_result") or (result if out["score_key"] == "probability" else None)
+        choice = (model_run.run_info.get("model_choice") or {}).get("reason", "") if model_run is not None else ""
+        self.model_choice_label.setText(tr("Model ran: {why}").format(why=choice) if choice else "")
+        if choice:
+            log_info(f"model choice: {choice}")
+
     def _show_run(self, out: dict) -> None:
         """Load a finished run's layers, set up the threshold controls and scroll them into view."""
         result = self.run_result = out["result"]
         self.histogram, self.score_key = out["histogram"], out["score_key"]
+        self._show_model_choice(out)
         self.score_units = "dB" if self.score_key == "a_ratio" else ""
         self.score_range = (-5.0, float(self.histogram.edges[-1])) if self.score_key == "a_ratio" else (0.0, 1.0)
         self.noise = Noise.from_run(result.run_info)

@@ -223,6 +223,9 @@ def build_method(dock, default_model) -> QGroupBox:
     if default_model.is_file():
         dock.model_file.setFilePath(str(default_model))
     f.addRow(tr("Model file"), dock.model_file)
+    dock.model_choice_label = QLabel("")  # after a model run: which model ran on what, and why
+    dock.model_choice_label.setWordWrap(True)
+    f.addRow(dock.model_choice_label)
     dock.write_composite = QCheckBox(tr("Write the model's input"))
     dock.write_composite.setToolTip(tr("composite_<track>.tif: the model's input bands on the run grid, without "
                                        "gaps, to run the model in other tools (e.g. the Deepness plugin)"))

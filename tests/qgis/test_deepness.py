@@ -43,7 +43,7 @@ def composite(qgis_app, tmp_path_factory):
     result = run_model_detection(SAMPLE / "scenes", SAMPLE / "dem.tif", out / "run",
                                  DetectParams(event_time=parse_time(EVENT)), MODELS / "landslide_unet.onnx",
                                  write_composite=True)
-    path = result.files["composite_ascending_r068"]
+    path = result.files["composite"]  # one input for both passes (the joint DCHANGE2P composite)
     tile, stride = 64, 48
     size = tile + stride * ((min(result.grid.width, result.grid.height) - tile) // stride)
     cropped = out / "composite_crop.tif"

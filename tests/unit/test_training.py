@@ -28,10 +28,10 @@ from training.dataset import (  # noqa: E402
     normalisation_stats,
     pixel_of,
 )
+from training.experiment import make_info  # noqa: E402
 from training.export import export_onnx, parity_check  # noqa: E402
 from training.losses import LOSSES, get_loss  # noqa: E402
 from training.models import AttentionUNet, UNet  # noqa: E402
-from training.pipeline import make_info  # noqa: E402
 from training.splits import event_split, leave_one_event_out, spatial_block_split, windows_overlap  # noqa: E402
 
 
