@@ -1,4 +1,4 @@
-"""Command line: ``python -m training {train-demo,reevaluate,protocol,finetune}``."""
+"""Command line: ``python -m training {train-demo,reevaluate,protocol,finetune,retrain}``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from . import retrain as retrain_
 from .experiment import Plan
 from .losses import LOSSES
 from .pipeline import default_train_config, finetune, protocol, reevaluate_demo, train_demo
@@ -63,8 +64,14 @@ def main(argv=None) -> int:
     f.add_argument("--block", type=int, default=128, help="spatial block size (px) of the validation split")
     f.add_argument("--buffer", type=int, default=16, help="buffer (px) between training and validation blocks")
     f.add_argument("--name", help="file stem of the new model (default: <model>_ft_<UTC time>)")
+
+    t = sub.add_parser("retrain", help="a new model from one event's review in the plugin (held-out before/after "
+                       "figures, card, metrics); the command the plugin's Retrain runs")
+    retrain_.add_arguments(t)
     a = ap.parse_args(argv)
     _quiet_engine()
+    if a.cmd == "retrain":
+        return retrain_.run_command(a)
 
     if a.cmd == "train-demo":
         plan = dataclasses.replace(Plan(), recipe=a.recipe)
