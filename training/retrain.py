@@ -85,6 +85,7 @@ class RetrainConfig:
     lr: float = 1e-4
     batch_size: int = 16
     distill_weight: float = 0.3
+    balance: bool = True  # landslide and background pixels weigh the same in the label term
     ring_px: int = 0
     buffer_px: int = 8
     background_share: float = 0.5  # distillation chips elsewhere, per chip around a reviewed polygon
@@ -307,6 +308,17 @@ def assign_folds(boxes: Sequence, k: int, block_px: int) -> tuple[np.ndarray, in
     return folds, k
 
 
+def fold_split(boxes: Sequence, k: int, block_px: int, chip: int) -> tuple[np.ndarray, int]:
+    """:func:`assign_folds` with blocks of ``block_px``, halved (down to half a chip) while the polygons
+    fall into fewer than ``k`` blocks: a small AOI still gets held-out folds."""
+    block = block_px
+    folds, got = assign_folds(boxes, k, block)
+    while got < k and block // 2 >= chip // 2:
+        block //= 2
+        folds, got = assign_folds(boxes, k, block)
+    return folds, got
+
+
 def windows_for_box(box, chip: int, shape: tuple[int, int], margin: int = 8) -> list[tuple[int, int]]:
     """Top-left (row, col) of the chips covering ``box`` grown by ``margin`` (one centred chip if it fits)."""
     rows, cols = shape
@@ -504,20 +516,26 @@ def build_chips(inputs: RetrainInputs, info, cfg: RetrainConfig, check=lambda: N
 # --------------------------------------------------------------------------- the loss
 
 
-def review_loss(logits, target, label_w, teacher, distill_w, distill_weight: float = 0.3):
-    """Masked loss of a fine-tune on a review, on (calibrated) logits; every argument (n, 1, h, w).
+def review_loss(logits, target, label_w, teacher, distill_w, distill_weight: float = 0.3, balance: bool = False):
+    """Masked loss of a fine-tune on a review, on (calibrated) logits; every tensor (n, 1, h, w).
 
     ``mean BCE(logits, target) over label_w`` + ``distill_weight * mean KL(teacher || p) over distill_w``,
-    each mean over its own pixels (0 when it has none).  The KL term is ``BCE(logits, teacher) -
-    H(teacher)``: 0 where the new probability equals the teacher's, positive elsewhere.  Pixels with
+    each mean over its own pixels (0 when it has none).  With ``balance`` the label term is the mean of
+    the landslide pixels' and the background pixels' mean BCE (a class with no pixel drops out), so a
+    few large drawn slides do not outweigh the rejected polygons.  The KL term is ``BCE(logits, teacher)
+    - H(teacher)``: 0 where the new probability equals the teacher's, positive elsewhere.  Pixels with
     both weights 0 contribute nothing and get no gradient.
     """
     import torch
     import torch.nn.functional as F  # noqa: N812
 
-    lw, dw = label_w.float(), distill_w.float()
-    bce = F.binary_cross_entropy_with_logits(logits, target.float(), reduction="none")
-    label_term = (bce * lw).sum() / lw.sum().clamp_min(1.0)
+    lw, dw, tg = label_w.float(), distill_w.float(), target.float()
+    bce = F.binary_cross_entropy_with_logits(logits, tg, reduction="none")
+    if balance:
+        terms = [(bce * w).sum() / w.sum() for w in (lw * tg, lw * (1 - tg)) if float(w.sum()) > 0]
+        label_term = torch.stack(terms).mean() if terms else bce.sum() * 0.0
+    else:
+        label_term = (bce * lw).sum() / lw.sum().clamp_min(1.0)
     t = teacher.float().clamp(1e-6, 1 - 1e-6)
     soft = F.binary_cross_entropy_with_logits(logits, t, reduction="none")
     entropy = -(t * torch.log(t) + (1 - t) * torch.log1p(-t))
@@ -617,7 +635,7 @@ def fine_tune(start, chips: Chips, roles, cfg: RetrainConfig, *, epochs: int, va
             idx = torch.from_numpy(order[s:s + cfg.batch_size])
             opt.zero_grad()
             loss = review_loss(model(x[idx]), target[idx], label_w[idx], teacher[idx], distill_w[idx],
-                               cfg.distill_weight)
+                               cfg.distill_weight, cfg.balance)
             loss.backward()
             opt.step()
         ran = epoch + 1
@@ -926,7 +944,7 @@ def retrain(run_dir, inventory, out_dir, *, model=None, event_id=None, cfg: Retr
     chips = build_chips(inputs, info, cfg, check)
     chips.teacher = predict(base, chips.x)
     boxes = polygon_boxes(list(inputs.positives) + list(inputs.negatives), inputs.grid)
-    folds, k = assign_folds(boxes, cfg.folds, cfg.fold_block_chips * info.tile_size)
+    folds, k = fold_split(boxes, cfg.folds, cfg.fold_block_chips * info.tile_size, info.tile_size)
     report(0.15, f"{len(chips)} chips; {k} held-out folds")
     results, best_epochs = cross_validate(base, chips, folds, k, cfg, info.threshold, report, check) if k else ([], [])
     decision = threshold_decision(results, info.threshold) if results else {
@@ -982,6 +1000,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=RetrainConfig.lr)
     p.add_argument("--distill-weight", type=float, default=RetrainConfig.distill_weight)
     p.add_argument("--ring", type=int, default=RetrainConfig.ring_px, help="px outside accepted polygons taken as 0")
+    p.add_argument("--no-balance", action="store_true", help="label term: plain mean over reviewed pixels")
 
 
 def _on_sigterm(signum, frame):
@@ -993,7 +1012,7 @@ def run_command(a: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     report = Reporter(a.progress_json)
     cfg = RetrainConfig(folds=a.folds, max_epochs=max(1, a.epochs), lr=a.lr, distill_weight=a.distill_weight,
-                        ring_px=max(0, a.ring), seed=a.seed)
+                        ring_px=max(0, a.ring), seed=a.seed, balance=not a.no_balance)
     try:
         model, card, metrics_path, _ = retrain(a.run, a.inventory, a.out, model=a.model, event_id=a.event_id,
                                                cfg=cfg, report=report)
