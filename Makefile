@@ -14,7 +14,7 @@ SAMPLE_EVENT := 2018-09-05T18:07:59Z
 OUT ?= out/demo
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: help setup demo test test-unit test-qgis bench bench-real bench-model tune-defaults package lint sample calibration screenshot train-demo clean
+.PHONY: help setup demo test test-unit test-qgis bench bench-real bench-model bench-loop tune-defaults package lint sample calibration screenshot train-demo clean
 
 help:
 	@echo "make demo     install what is missing, detect landslides on the synthetic sample scene"
@@ -23,6 +23,7 @@ help:
 	@echo "make bench    run the benchmarks, write JSON reports in bench/"
 	@echo "make bench-real  real-background benchmark (real OPERA stacks, imprinted slides): A_ratio, then the model beside it"
 	@echo "make bench-model  the shipped model's inference time on the 2346 x 3842 grid against the model it replaced"
+	@echo "make bench-loop  detect -> scripted review (west half) -> python -m training retrain -> detect; F1 east half"
 	@echo "make package  build the plugin zip for the QGIS plugin repository (dist/)"
 	@echo "make lint     ruff on everything, bandit on the plugin package"
 	@echo "make sample   regenerate the sample scene byte for byte"
@@ -74,6 +75,12 @@ bench-real: setup
 
 bench-model: setup
 	$(PY) tests/bench/bench_model.py --out bench/model.json
+
+# Not part of `make test`: a benchmark (minutes on 2 cores). The real-background events need ../shared/realdata
+# (or LANDSLIDE_SAR_REAL_DATA=DIR).
+LOOP_EVENTS ?= altgen:0,altgen:1,simulator:0,real_background:0,real_background:1
+bench-loop: setup
+	$(PY) tests/bench/bench_loop.py --events $(LOOP_EVENTS) --reviews 10,25,50 --out bench/loop.json --work out/bench_loop
 
 tune-defaults: setup
 	$(PY) tests/tools/tune_defaults.py --real $(REAL) --out bench/tune_defaults.json
