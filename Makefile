@@ -15,8 +15,8 @@ OUT ?= out/demo
 export QT_QPA_PLATFORM ?= offscreen
 
 .PHONY: help setup demo test test-unit test-qgis bench bench-engine bench-unet bench-unet-accuracy bench-slider bench-review \
-	bench-startup bench-compression bench-inference bench-baseline bench-real bench-model tune-defaults package lint sample \
-	calibration screenshot train-demo install-dev clean
+	bench-startup bench-compression bench-inference bench-baseline bench-real bench-model bench-loop tune-defaults package \
+	lint sample calibration screenshot train-demo install-dev clean
 
 help:
 	@echo "make demo     install what is missing, detect landslides on the synthetic sample scene"
@@ -26,6 +26,7 @@ help:
 	@echo "make bench-engine | bench-unet | bench-slider | bench-review | bench-startup | bench-compression | bench-unet-accuracy"
 	@echo "make bench-real  real-background benchmark (real OPERA stacks, imprinted slides): A_ratio, then the model beside it"
 	@echo "make bench-model  the shipped model's inference time on the 2346 x 3842 grid against the model it replaced"
+	@echo "make bench-loop  detect -> scripted review (west half) -> python -m training retrain -> detect; F1 east half"
 	@echo "make package  build the plugin zip for the QGIS plugin repository (dist/)"
 	@echo "make install-dev  link this checkout into a QGIS profile (QGIS_PROFILE=dir, default: the default profile)"
 	@echo "make lint     ruff on everything; the plugin repository's scan (bandit, detect-secrets, flake8) on the zip"
@@ -111,6 +112,12 @@ bench-real: setup
 
 bench-model: setup
 	$(PY) tests/bench/bench_model.py --out bench/model.json
+
+# Not part of `make test`: a benchmark (minutes on 2 cores). The real-background events need ../shared/realdata
+# (or LANDSLIDE_SAR_REAL_DATA=DIR).
+LOOP_EVENTS ?= altgen:0,altgen:1,simulator:0,real_background:0,real_background:1
+bench-loop: setup
+	$(PY) tests/bench/bench_loop.py --events $(LOOP_EVENTS) --reviews 10,25,50 --out bench/loop.json --work out/bench_loop
 
 tune-defaults: setup
 	$(PY) tests/tools/tune_defaults.py --real $(REAL) --out bench/tune_defaults.json

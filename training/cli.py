@@ -1,4 +1,4 @@
-"""Command line: ``python -m training {train-demo,reevaluate,protocol,finetune,reexport}``."""
+"""Command line: ``python -m training {train-demo,reevaluate,protocol,finetune,retrain,reexport}``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from . import retrain as retrain_
 from .experiment import Plan
 from .losses import LOSSES
 from .pipeline import default_train_config, finetune, protocol, reevaluate_demo, train_demo
@@ -67,8 +68,14 @@ def main(argv=None) -> int:
                        "metadata, without retraining; refuses if the probabilities change")
     x.add_argument("--model", required=True, help="the .onnx to rewrite (its metadata is kept)")
     x.add_argument("--checkpoint", help="the .pt weights (default: the .pt next to the model)")
+
+    t = sub.add_parser("retrain", help="a new model from one event's review in the plugin (held-out before/after "
+                       "figures, card, metrics); the command the plugin's Retrain runs")
+    retrain_.add_arguments(t)
     a = ap.parse_args(argv)
     _quiet_engine()
+    if a.cmd == "retrain":
+        return retrain_.run_command(a)
 
     if a.cmd == "train-demo":
         plan = dataclasses.replace(Plan(), recipe=a.recipe)
