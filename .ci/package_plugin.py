@@ -19,15 +19,23 @@ ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = "landslide_sar_plugin"
 LIMIT_BYTES = 25 * 1024 * 1024
 SKIP_PARTS = {"__pycache__", ".pytest_cache", ".hypothesis", "landslide_unet_report"}
-# .pt: PyTorch weights kept in the repository for fine-tuning with training/, not used by the plugin.
+# .pt files are kept: Retrain fine-tunes from the shipped model's weights, and the training/ package (the
+# command Retrain runs in a separate process) goes into the zip as landslide_sar_plugin/training/.
 # _metrics.json: the training record (read by training/, not by the plugin); its sha256 values are what
 # detect-secrets flags as high-entropy strings in the repository's upload scan.
-SKIP_SUFFIXES = {".pyc", ".pyo", ".partial", ".aux.xml", ".pt", "_metrics.json"}
+SKIP_SUFFIXES = {".pyc", ".pyo", ".partial", ".aux.xml", "_metrics.json"}
+TRAINING = "training"
 
 
-def plugin_files() -> list[Path]:
+def plugin_files() -> list[tuple[Path, str]]:
+    """``(file, name in the zip)``: the plugin folder, and the training package inside it."""
+    return [(p, str(p.relative_to(ROOT))) for p in _files(ROOT / PLUGIN)] + \
+        [(p, f"{PLUGIN}/{p.relative_to(ROOT)}") for p in _files(ROOT / TRAINING)]
+
+
+def _files(folder: Path) -> list[Path]:
     files = []
-    for path in sorted((ROOT / PLUGIN).rglob("*")):
+    for path in sorted(folder.rglob("*")):
         if not path.is_file() or SKIP_PARTS & set(path.parts) or ".partial" in path.name:
             continue
         if any(path.name.endswith(s) for s in SKIP_SUFFIXES):
@@ -46,8 +54,8 @@ def build(out_dir: Path) -> Path:
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for extra in ("metadata.txt", "LICENSE"):
             zf.write(ROOT / extra, f"{PLUGIN}/{extra}")
-        for path in plugin_files():
-            info = zipfile.ZipInfo.from_file(path, str(path.relative_to(ROOT)))
+        for path, name in plugin_files():
+            info = zipfile.ZipInfo.from_file(path, name)
             info.external_attr = (stat.S_IFREG | 0o644) << 16  # never executable
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, path.read_bytes())

@@ -219,8 +219,8 @@ class Augmenter:
                 there = x[:, k:k + 1] > 0.5
                 x[:, bands] = torch.where(there, x[:, bands], torch.zeros_like(x[:, bands]))
 
-
     # ---- pass / polarisation / terrain dropout and level offsets (BandLayout only)
+
     def _drop_and_shift(self, x, w, gen: torch.Generator) -> None:
         lay, cfg, n = self.layout, self.cfg, x.shape[0]
 

@@ -229,10 +229,10 @@ def model_card(*, info, context: dict, records, summary: dict, onnx_path: Path, 
         (f"- Input: composite **{info.composite}** ({len(info.band_names)} bands: {', '.join(info.band_names)})."
          if not (rec.get("joint_passes") and rec.get("detrend_radius_m")) else
          f"- Input: composite **{info.composite}** ({len(info.band_names)} bands): per orbit pass the log ratio of the "
-        f"pre- and post-event medians minus its local median within {rec.get('detrend_radius_m', 0):g} m (VH and VV, "
-        "dB: the change that stands out from the broad, date-specific background change), the pre-event median levels "
-        "(dB, context) and a flag per polarisation (1 = present); the ascending and descending blocks side by side "
-        "(**both passes seen jointly**; a missing pass is flagged, not averaged in), then the slope (deg)."),
+         f"pre- and post-event medians minus its local median within {rec.get('detrend_radius_m', 0):g} m (VH and VV, "
+         "dB: the change that stands out from the broad, date-specific background change), the pre-event median "
+         "levels (dB, context) and a flag per polarisation (1 = present); the ascending and descending blocks side by "
+         "side (**both passes seen jointly**; a missing pass is flagged, not averaged in), then the slope (deg)."),
         "- One model for dual-pol and single-pol stacks: the run uses both polarisations when the stacks hold them, "
         "else the one they hold (VH-only OPERA stacks run without any option); it says which in `run.json` "
         "(`model_choice`), on the command line and in the dock.",

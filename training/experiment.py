@@ -163,10 +163,13 @@ def build_chips(plan: Plan, sources: Sources, work: Path, log=print) -> tuple[Ch
     return train, val, counts
 
 
+EITHER_PASS = ModelInfo.__dataclass_fields__["orbit_pass"].default  # "any": ascending and descending alike
+
+
 def make_info(recipe, norm, *, chip, overlap, threshold, arch, training_events, sha, model_name,
               synthetic=True, calibration=None, real_background=False) -> ModelInfo:
     return ModelInfo(composite=recipe.name, band_names=list(recipe.bands), normalisation=norm, tile_size=chip,
-                     tile_overlap=overlap, threshold=float(threshold), units=recipe.units(), orbit_pass="any",
+                     tile_overlap=overlap, threshold=float(threshold), units=recipe.units(), orbit_pass=EITHER_PASS,
                      nodata_fill=0.0, pixel_size_m=PIXEL_SIZES[0], model_name=model_name, architecture=arch,
                      training_events=list(training_events), training_data_sha256=sha,
                      synthetic_training_data=synthetic, recipe=recipe.to_dict(),

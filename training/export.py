@@ -108,7 +108,7 @@ def load_checkpoint(path: str | Path):
     ``.pt`` placed next to a model cannot run code when it is loaded (pickle
     would call whatever its ``__reduce__`` names).
     """
-    import pickle  # noqa: S403 (only for the exception type; torch's safe loader does the reading)
+    import pickle  # noqa: S403  # nosec B403 (only for the exception type; torch's safe loader reads)
 
     try:
         ck = torch.load(str(path), map_location="cpu", weights_only=True)

@@ -47,6 +47,7 @@ import contextlib
 import copy
 import dataclasses
 import datetime as dt
+import importlib.util
 import json
 import math
 import os
@@ -60,7 +61,9 @@ from pathlib import Path
 
 import numpy as np
 
-SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "landslide_sar_plugin" / "models" / "landslide_unet.onnx"
+# the plugin's models folder, from the package itself: training/ sits beside it in a checkout and inside it in
+# the plugin zip (landslide_sar_plugin/training/)
+SHIPPED_MODEL = Path(importlib.util.find_spec("landslide_sar_plugin").origin).parent / "models" / "landslide_unet.onnx"
 POSITIVE_STATUS = ("accepted", "edited")
 NEGATIVE_STATUS = ("rejected",)
 REFIT_MARGIN = 0.02  # F1 a cross-validated threshold must gain over the parent's to replace it
@@ -786,8 +789,8 @@ def new_stem(parent: Path, event_id: str, out_dir: Path) -> str:
     base = re.sub(r"_rt_.*$", "", parent.stem)
     slug = re.sub(r"[^A-Za-z0-9]+", "-", event_id).strip("-")[:40] or "event"
     n = 1
-    while any((out_dir / f"{base}_rt_{slug}_{n}{s}").exists() for s in (".onnx", ".pt", ".md", "_metrics.json",
-                                                                       "_deepness.onnx")):
+    suffixes = (".onnx", ".pt", ".md", "_metrics.json", "_deepness.onnx")
+    while any((out_dir / f"{base}_rt_{slug}_{n}{s}").exists() for s in suffixes):
         n += 1
     return f"{base}_rt_{slug}_{n}"
 
@@ -917,6 +920,14 @@ def _clean(obj):
 # --------------------------------------------------------------------------- the whole retrain
 
 
+def _require_onnx() -> None:
+    """The new model is written with the ``onnx`` package; say so before any training, not after it."""
+    if importlib.util.find_spec("onnx") is None:
+        raise RetrainRefused("retraining writes the new model with the onnx package, which this Python lacks: "
+                             f"install it ({sys.executable} -m pip install onnx) or let the plugin install PyTorch "
+                             "again (it installs onnx beside it)")
+
+
 def retrain(run_dir, inventory, out_dir, *, model=None, event_id=None, cfg: RetrainConfig | None = None,
             report=None, check=lambda: None) -> tuple[Path, Path, Path, dict]:
     """Check, build chips, cross-validate, fine-tune on everything, export.
@@ -928,6 +939,7 @@ def retrain(run_dir, inventory, out_dir, *, model=None, event_id=None, cfg: Retr
 
     cfg = cfg or RetrainConfig()
     report = report or Reporter(False)
+    _require_onnx()
     t0, c0 = time.perf_counter(), time.process_time()
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2 ** 32)
@@ -955,9 +967,12 @@ def retrain(run_dir, inventory, out_dir, *, model=None, event_id=None, cfg: Retr
     epochs = max(epochs, 1)
     report(0.78, f"fine-tuning on every reviewed polygon ({epochs} epochs)")
     everyone = np.ones(len(boxes), bool) & (np.array([b is not None for b in boxes]))
+
+    def on_epoch(e, loss):
+        report(0.78 + 0.12 * e / epochs, f"final model: epoch {e} of {epochs}")
+
     final_model, _, _ = fine_tune(base, chips, pixel_roles(chips, everyone, None, cfg), cfg, epochs=epochs,
-                                  check=check, on_epoch=lambda e, loss: report(0.78 + 0.12 * e / epochs,
-                                                                              f"final model: epoch {e} of {epochs}"))
+                                  check=check, on_epoch=on_epoch)
     metrics = _metrics(inputs, info, cfg, chips, k, results, decision, epochs, t0, c0)
     return export_all(final_model, inputs, info, ck, metrics, Path(out_dir), report) + (metrics,)
 

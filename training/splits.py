@@ -88,6 +88,7 @@ def spatial_block_split(offsets: np.ndarray, chip: int, shape: tuple[int, int], 
     # (the default cross-shaped dilation let corner-touching chips onto the training side).
     near_test = (ndimage.binary_dilation(test_px, structure=np.ones((3, 3), bool), iterations=buffer)
                  if buffer else test_px)
+
     # integral images: count of test / near-test pixels inside each chip window
     def window_sum(mask):
         ii = np.pad(mask.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))

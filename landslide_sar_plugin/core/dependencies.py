@@ -41,6 +41,7 @@ PACKAGES: tuple[Package, ...] = (
     # The version the training code is tested with (tests/constraints.txt); its CPU wheel, not GBs of CUDA.
     Package("torch", "torch", "torch==2.13.0", False, "retraining the model (training/, CPU build)",
             index_url=PYTORCH_CPU_INDEX),
+    Package("onnx", "onnx", "onnx>=1.15", False, "writing a retrained model (installed with PyTorch)"),
 )
 BY_PIP = {p.pip: p for p in PACKAGES}
 REQUIRED = {p.module: p.pip for p in PACKAGES if p.required}

@@ -55,7 +55,8 @@ from pathlib import Path
 from .staging import Cancelled
 
 TRAINING_MODULE = "training"
-TRAINING_SET_VERSION = 1  # bump when the training packages change in a way that needs a fresh folder
+# bump when the training packages change in a way that needs a fresh folder (2: torch and onnx, the export needs it)
+TRAINING_SET_VERSION = 2
 # PyTorch CPU 2.13.0 for Linux x86_64 with its dependencies (sympy, networkx, jinja2, fsspec, filelock, ...),
 # measured on this project's machine: the wheels 205 MB, installed 865 MB.  Other platforms are similar.
 TORCH_DOWNLOAD_MB = 205

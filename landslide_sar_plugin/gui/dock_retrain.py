@@ -182,7 +182,7 @@ class RetrainMixin:
     def start_torch_install(self, folder: Path) -> None:
         from .installer import InstallTask
 
-        task = InstallTask(["torch"], folder, self._torch_installed)
+        task = InstallTask(["torch", "onnx"], folder, self._torch_installed)
         task.line.connect(log_debug)
         task.progressChanged.connect(lambda p: self.progress.setValue(int(p)))
         self.task = task

@@ -201,7 +201,8 @@ def suggested_threshold(a_ratio_run: Path, reviewed: Path):
     rows = [f for f in feats if f.properties.get("status") in ("accepted", "edited", "rejected")]
     try:
         reviewed_rows = rv.reviewed_from_features([{"geometry": f.geometry, **f.properties} for f in rows])
-        default = json.loads((a_ratio_run / "run.json").read_text())["threshold"]
+        run = json.loads((a_ratio_run / "run.json").read_text())
+        default = run.get("threshold", run.get("threshold_db"))
         s = rv.suggest_threshold(a_ratio_run / "a_ratio.tif", reviewed_rows, default)
         return float(s.threshold), None
     except Exception as exc:  # noqa: BLE001 (a column the benchmark reports as missing, with why)
@@ -312,7 +313,7 @@ def targets(summ: dict, rows: list[dict]) -> list[dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="bench/loop.json")
-    ap.add_argument("--events", default=DEFAULT_EVENTS, help="family:index,... (test split of families)")
+    ap.add_argument("--events", default=DEFAULT_EVENTS, help="family:index[:size px],... (test split of families)")
     ap.add_argument("--reviews", default="10,25,50")
     ap.add_argument("--work", default="out/bench_loop")
     a = ap.parse_args(argv)
@@ -323,8 +324,8 @@ def main(argv=None) -> int:
     rows = []
     t0 = time.perf_counter()
     for spec in a.events.split(","):
-        fam, idx = spec.split(":")
-        ev = family_event(fam, int(idx), work / "events", split="test")
+        fam, idx, *size = spec.split(":")  # family:index[:size in px] (a larger AOI holds more candidates)
+        ev = family_event(fam, int(idx), work / "events", split="test", size=int(size[0]) if size else None)
         rows.append(bench_event(ev, ks, work / "runs" / ev.event_id))
     summ = summary(rows, ks)
     doc = {"benchmark": "analyst loop (issue 12)", "synthetic": True,

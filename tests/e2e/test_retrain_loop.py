@@ -157,3 +157,31 @@ def test_the_plugins_runner_drives_the_real_command(reviewed_run, tmp_path):
     assert "held-out folds" in result.metrics.describe()
     assert seen and all(0.0 <= f <= 1.0 for f, _ in seen)
     assert result.model in rr.model_files(models)
+
+
+def test_retrain_from_the_installed_plugin_zip(reviewed_run, tmp_path):
+    """A plugin installed from the release zip retrains: the zip carries the training package (inside the plugin
+    folder) and the shipped model's weights, and the command runs from there, not from this checkout."""
+    import importlib.util
+    import zipfile
+
+    spec = importlib.util.spec_from_file_location("package_plugin", ROOT / ".ci" / "package_plugin.py")
+    packager = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(packager)
+    plugins = tmp_path / "profile" / "python" / "plugins"
+    with zipfile.ZipFile(packager.build(tmp_path / "dist")) as zf:
+        zf.extractall(plugins)
+    plugin = plugins / "landslide_sar_plugin"
+    assert (plugin / "training" / "__main__.py").is_file() and (plugin / "models" / "landslide_unet.pt").is_file()
+    run, inv = reviewed_run
+    models = tmp_path / "models"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin), str(plugins)])}  # as the dock builds it
+    proc = subprocess.run([sys.executable, "-m", "training", "retrain", "--run", str(run), "--inventory", str(inv),
+                           "--out", str(models), "--model", str(plugin / "models" / "landslide_unet.onnx"),
+                           "--folds", "2", "--epochs", "1", "--progress-json"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    done = json.loads(proc.stdout.splitlines()[-1])
+    assert done["done"] is True and Path(done["model"]).is_file()
+    metrics = json.loads(Path(done["metrics"]).read_text())
+    assert Path(metrics["base_model"]).resolve().is_relative_to(plugin.resolve())

@@ -91,7 +91,7 @@ def test_the_training_folder_is_a_sibling_of_the_private_packages_not_on_qgis_pa
     from landslide_sar_plugin.core import installer
 
     folder = rr.training_site_dir(tmp_path, (3, 11), "linux-x86_64")
-    assert folder == tmp_path / "py3.11-linux-x86_64-training1"
+    assert folder == tmp_path / "py3.11-linux-x86_64-training2"
     assert folder != installer.site_dir(tmp_path, (3, 11), "linux-x86_64")
 
 
