@@ -146,9 +146,8 @@ class RetrainMixin:
             return None
         root = rr.find_training_root(self.training_search or training_roots())
         if root is None:
-            self.show_error(tr("Cannot retrain: the training code (the training/ folder of the project's source, "
-                               "which the plugin zip does not include) was not found; install the plugin from a "
-                               "source checkout with make install-dev."))
+            self.show_error(tr("Cannot retrain: the training code (the plugin's training/ folder) was not found; "
+                               "reinstall the plugin from its zip, or from a source checkout with make install-dev."))
             return None
         models = self.model_folder()
         cmd = rr.retrain_command(python.executable, self.run_result.out_dir, self.inventory_file.filePath(), models,
