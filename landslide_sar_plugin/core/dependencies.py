@@ -43,6 +43,8 @@ PACKAGES: tuple[Package, ...] = (
             index_url=PYTORCH_CPU_INDEX),
     Package("onnx", "onnx", "onnx>=1.15", False, "writing a retrained model (installed with PyTorch)"),
 )
+# installed together into the training folder (core.retrain_runner.training_site_dir), not into the plugin's own
+TRAINING_PACKAGES = ("torch", "onnx")
 BY_PIP = {p.pip: p for p in PACKAGES}
 REQUIRED = {p.module: p.pip for p in PACKAGES if p.required}
 OPTIONAL = {p.module: p.pip for p in PACKAGES if not p.required}

@@ -25,6 +25,7 @@ from qgis.PyQt.QtCore import QCoreApplication, Qt
 from qgis.PyQt.QtWidgets import QMessageBox
 
 from ..core import retrain_runner as rr
+from ..core.dependencies import TRAINING_PACKAGES
 from .log import log_debug, log_info, plugin_data_dir
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent
@@ -181,7 +182,7 @@ class RetrainMixin:
     def start_torch_install(self, folder: Path) -> None:
         from .installer import InstallTask
 
-        task = InstallTask(["torch", "onnx"], folder, self._torch_installed)
+        task = InstallTask(list(TRAINING_PACKAGES), folder, self._torch_installed)
         task.line.connect(log_debug)
         task.progressChanged.connect(lambda p: self.progress.setValue(int(p)))
         self.task = task

@@ -165,7 +165,7 @@ def test_without_pytorch_the_dock_offers_the_install_with_its_size(retrain_dock,
     dock.retrain_button.click()
     dock.start_retrain = lambda: again.append(True)  # what follows a successful install
     wait_until(lambda: dock.task is None)
-    assert installs == [(["torch"], rr.training_site_dir(tmp_path / "python"))]
+    assert installs == [(["torch", "onnx"], rr.training_site_dir(tmp_path / "python"))]  # onnx: the export
     assert again == [True] and "PyTorch installed into" in dock.status_label.text()
 
 

@@ -41,7 +41,7 @@ def test_the_scan_would_catch_what_blocked_the_last_upload(tmp_path):
     assert set(found) == {"algorithms.py", "metrics.json"}
 
 
-def test_the_metrics_file_stays_out_of_the_zip_but_the_deepness_model_is_in(tmp_path):
+def test_the_metrics_file_stays_out_of_the_zip_but_the_deepness_model_and_the_weights_are_in(tmp_path):
     import zipfile
 
     spec = importlib.util.spec_from_file_location("package_plugin", ROOT / ".ci" / "package_plugin.py")
@@ -49,4 +49,7 @@ def test_the_metrics_file_stays_out_of_the_zip_but_the_deepness_model_is_in(tmp_
     spec.loader.exec_module(packager)
     names = zipfile.ZipFile(packager.build(tmp_path)).namelist()
     assert "landslide_sar_plugin/models/landslide_unet_deepness.onnx" in names
-    assert not [n for n in names if n.endswith("_metrics.json") or n.endswith(".pt")]
+    assert not [n for n in names if n.endswith("_metrics.json")]
+    # Retrain fine-tunes from the shipped weights with the training package the zip carries
+    assert "landslide_sar_plugin/models/landslide_unet.pt" in names
+    assert "landslide_sar_plugin/training/__main__.py" in names and "landslide_sar_plugin/training/retrain.py" in names
