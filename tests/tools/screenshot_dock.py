@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     ratio = dock.run_layers["a_ratio"]
     iface.canvas.setDestinationCrs(ratio.crs())
     iface.canvas.setExtent(ratio.extent())
-    dock.threshold_spin.setValue(1.5)
+    # the run's own threshold (the default rule), as a user sees it after a run
     view.expandAll()
     if args.review:
         for _ in range(10):  # the layer-tree bridge zooms to the first layers' extent in a deferred call
