@@ -233,11 +233,16 @@ def main(argv=None) -> int:
         "summary": summarise(rows, settings),
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
-    args.out.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
+    return write_report(args.out, report, markdown)
+
+
+def write_report(out: Path, report: dict, markdown) -> int:
+    """``out`` (JSON) and ``out.md`` (``markdown(report)``); the summary printed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
+    out.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
     print(json.dumps(report["summary"], indent=1))
-    print(f"wrote {args.out} and {args.out.with_suffix('.md')} in {report['seconds']} s")
+    print(f"wrote {out} and {out.with_suffix('.md')} in {report['seconds']} s")
     return 0
 
 

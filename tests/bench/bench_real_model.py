@@ -145,12 +145,7 @@ def main(argv=None) -> int:
                            "speckle_sigma_m", "slope_min_deg", "min_area_m2", "polarisation")},
               "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cases": rows,
               "summary": summarise(rows), "seconds": round(time.perf_counter() - t0, 1)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
-    args.out.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
-    print(json.dumps(report["summary"], indent=1))
-    print(f"wrote {args.out} and {args.out.with_suffix('.md')} in {report['seconds']} s")
-    return 0
+    return bench_real.write_report(args.out, report, markdown)
 
 
 if __name__ == "__main__":
