@@ -12,7 +12,6 @@ Writes ``bench/real_model.json`` and a Markdown table beside it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
