@@ -5,6 +5,7 @@ with SYNTHETIC slides imprinted (the shipped fixture)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -25,8 +26,10 @@ pytestmark = pytest.mark.slow
 def test_tiny_train_export_infer_card_and_finetune(tmp_path, monkeypatch):
     from landslide_sar_plugin.core.simulate import families
 
-    # two real training cases instead of ~90, so the test stays small
-    few = families.training_real_cases(1)[:2]
+    # two real training cases instead of ~90, so the test stays small; on a burst of the shipped fixture, so a
+    # clone without ../shared/realdata runs it too (the real training burst T137-292319-IW2 is not shipped)
+    few = [dataclasses.replace(s, burst="T137-292321-IW2", name=s.name.replace(families.TRAIN_BURST, "T137-292321-IW2"))
+           for s in families.training_real_cases(1)[:2]]
     monkeypatch.setattr(families, "training_real_cases", lambda n=1: few)
     plan = Plan(sim_train=2, sim_train_30m=1, sim_size=128, sim_val=1, real_train_per_window=1, real_val=False,
                 sim_test=1, altgen_test=1, altgen_size=128, real_test=False, test_one_pass=True)
