@@ -10,8 +10,10 @@ Cases, interleaved over ``--repeats`` (each in a fresh process):
   shipped model, as ``detect --method model`` runs it;
 * ``unet_baseline`` (with ``--baseline-root DIR``): the same call from another
   checkout of the plugin (``make bench-unet BASELINE=<commit>`` exports one),
-  on the same scenes and with THIS tree's model file, so the speed-up does not
-  depend on the weights.
+  on the same scenes and with ONE model file for both, so the speed-up does not
+  depend on the weights: the baseline's own shipped model (a newer model's
+  composite may be unknown to the baseline; ``--model`` overrides).  The
+  shipped model's own cost against the model it replaced is ``make bench-model``.
 
 The report holds per-case medians/min/max of seconds, cores used and peak
 RSS, the per-stage timings, the paired speed-up (baseline / this tree, within
@@ -99,7 +101,8 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, default=benchlib.ROOT / "bench", help="folder for data and outputs")
     ap.add_argument("--shape", type=int, nargs=2, default=SHAPE, metavar=("ROWS", "COLS"))
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--model", type=Path, default=MODEL, help="ONNX model (default: the shipped one)")
+    ap.add_argument("--model", type=Path, help="ONNX model (default: the shipped one; with --baseline-root the "
+                    "baseline's shipped one, for both cases)")
     ap.add_argument("--baseline-root", type=Path, help="another checkout of the plugin to compare against")
     ap.add_argument("--workers", type=int, default=0, help="DetectParams.workers (0 = the default)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -108,6 +111,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.child:
         return child(args)
+    if args.model is None:
+        args.model = MODEL if not args.baseline_root else \
+            args.baseline_root / "landslide_sar_plugin" / "models" / "landslide_unet.onnx"
 
     benchlib.use_engine_root(None)  # the parent (data, comparisons) always uses this tree
     rows, cols = args.shape
