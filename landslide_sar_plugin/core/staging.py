@@ -20,7 +20,7 @@ a file that is not ours:
    compressed once in their final layout and assembled into cloud-optimised
    GeoTIFFs by :mod:`.cog`; ``candidates.gpkg``,
    ``run.json``, ``preview.png``, ``evaluation.json``, sub-runs) goes into a
-   hidden staging folder ``OUT/.partial-run-XXXXXXXX`` on the same file system.
+   hidden staging folder ``OUT/.partial-run-<8 random hex digits>`` on the same file system.
    A failure, a cancel, Ctrl+C or SIGTERM (:func:`signals_raise`) removes it.
 4. **Publication** (:func:`publish`), once everything is staged:
 
@@ -611,7 +611,7 @@ def run_staged(out_dir: Path, body: Callable[[Path], object], timings: dict[str,
     """
     out_dir = Path(out_dir)
     staging = new_staging(out_dir)
-    try:
+    with discarded_on_failure(staging, out_dir):
         check_not_foreign(out_dir, RESERVED_NAMES)
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
             result = body(staging)
@@ -623,14 +623,22 @@ def run_staged(out_dir: Path, body: Callable[[Path], object], timings: dict[str,
         write_json(staging / "run.json", result.run_info)
         result.files["run"] = staging / "run.json"
         final = publish(staging, out_dir, result.files, adopt=adopt)
+    result.files = final
+    return result
+
+
+@contextlib.contextmanager
+def discarded_on_failure(staging: Path, out_dir: Path):
+    """On any failure inside the block (or cancel): remove ``staging``; a full disk becomes a
+    :class:`DetectionError` naming ``out_dir``, anything else propagates as it is."""
+    try:
+        yield
     except BaseException as exc:
         discard(staging)
         message = write_failure_message(exc, out_dir)
         if message is not None:
             raise DetectionError(message) from None
         raise
-    result.files = final
-    return result
 
 
 def publish_as_one(out_dir: Path, build: Callable[[Path], dict[str, Path]], *, replace: bool = True
@@ -642,16 +650,10 @@ def publish_as_one(out_dir: Path, build: Callable[[Path], dict[str, Path]], *, r
     """
     out_dir = Path(out_dir)
     staging = new_staging(out_dir)
-    try:
+    with discarded_on_failure(staging, out_dir):
         check_not_foreign(out_dir, RESERVED_NAMES)
         files = build(staging)
         return publish(staging, out_dir, files, replace=replace)
-    except BaseException as exc:
-        discard(staging)
-        message = write_failure_message(exc, out_dir)
-        if message is not None:
-            raise DetectionError(message) from None
-        raise
 
 
 _FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
