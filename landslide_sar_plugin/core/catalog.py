@@ -49,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .isotime import parse_iso_utc
 from .sources import opera
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ def parse_time(text: str) -> dt.datetime:
             raise CatalogError(f"{text!r} is not a valid date and time") from None
     else:
         try:
-            t = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+            return parse_iso_utc(s)
         except ValueError:
             raise CatalogError(f"{text!r} is not an ISO-8601 date or time (e.g. 2018-09-06T03:08Z)") from None
     if t.tzinfo is None:

@@ -526,16 +526,12 @@ class SimulationResult:
 
 def parse_time(text: str) -> _dt.datetime:
     """Parse ISO-8601 (``Z`` or offset; a bare date means 00:00 UTC) into an aware UTC datetime."""
-    s = str(text).strip()
-    if s.endswith(("Z", "z")):
-        s = s[:-1] + "+00:00"
+    from ..isotime import parse_iso_utc
+
     try:
-        t = _dt.datetime.fromisoformat(s)
+        return parse_iso_utc(text).replace(microsecond=0)
     except ValueError:
         raise ValueError(f"event time {text!r} is not ISO-8601, e.g. 2018-09-05T18:07:59Z") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=_dt.timezone.utc)
-    return t.astimezone(_dt.timezone.utc).replace(microsecond=0)
 
 
 def format_time(t: _dt.datetime) -> str:

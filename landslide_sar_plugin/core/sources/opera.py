@@ -48,6 +48,8 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
+from ..isotime import parse_iso_utc
+
 PRODUCT_TYPE = "OPERA RTC-S1"
 BACKSCATTER_LAYERS = ("VV", "VH", "HH", "HV")
 
@@ -224,12 +226,7 @@ def units_from_convention(text: str) -> str:
 
 def parse_tag_time(text: str) -> dt.datetime:
     """An OPERA tag time (``2023-12-03T01:59:11.123456789Z``: ISO-8601, any fraction) as aware UTC."""
-    s = str(text).strip().replace("Z", "+00:00").replace(" ", "T")
-    s = re.sub(r"(\.\d{6})\d+", r"\1", s)  # datetime reads at most microseconds
     try:
-        t = dt.datetime.fromisoformat(s)
+        return parse_iso_utc(text)
     except ValueError:
         raise ValueError(f"ZERO_DOPPLER_START_TIME tag {text!r} is not an ISO-8601 time") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone.utc)
-    return t.astimezone(dt.timezone.utc)
