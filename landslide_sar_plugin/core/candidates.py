@@ -25,7 +25,7 @@ from .blocks import map_blocks, resolve_workers
 from .gpkg import write_features
 from .grid import Grid, RasterOnGrid
 from .staging import (
-    GDAL_CACHE_MB,
+    GDAL_CACHE_BYTES,
     DetectionError,
     Progress,
     StagedRaster,
@@ -90,22 +90,87 @@ class ThresholdSpec:
 ROBUST_SIGMA_PER_MAD = 1.4826  # sigma of a normal distribution per unit of median absolute deviation
 
 
-def noise_level(blocks, center: float | None = None) -> dict[str, float]:
+def noise_level(blocks, center: float | None = None, *, extent: tuple[int, float, float] | None = None
+                ) -> dict[str, float]:
     """Median and robust sigma (1.4826 x MAD) of the finite values of a block stream (exact).
 
-    ``blocks``: a zero-argument callable returning a fresh iterator of arrays;
-    ``center``: their median when already known.  Raises ValueError when no
-    value is finite.
+    ``blocks``: a zero-argument callable returning a fresh iterator of arrays,
+    or any source :func:`.threshold.map_over_blocks` takes (a
+    :class:`FiniteValues` computes on every core); ``center``: their median
+    when already known; ``extent``: their ``(count, min, max)`` when known,
+    which bounds the absolute deviations by ``[0, max(max - center, center - min)]``
+    and saves a pass.  Raises ValueError when no value is finite.
     """
+    engine = threshold.ExactPercentile()
     if center is None:
-        center = float(threshold.exact_percentile(blocks, 50.0))
-
-    def deviations():
-        for b in blocks():
-            yield np.abs(np.asarray(b, np.float64) - center)
-
-    mad = float(threshold.exact_percentile(deviations, 50.0))
+        center = float(engine(blocks, 50.0))
+        extent = (engine.count, engine.min, engine.max)
+    bounds = None
+    if extent is not None:
+        n, lo, hi = extent
+        bounds = (n, 0.0, max(abs(hi - center), abs(lo - center)))
+    deviations = threshold.TransformedBlocks(blocks, lambda b: np.abs(np.asarray(b, np.float64) - center))
+    mad = float(threshold.exact_percentile(deviations, 50.0, bounds=bounds))
     return {"center": center, "sigma": ROBUST_SIGMA_PER_MAD * mad}
+
+
+class FiniteValues:
+    """The finite values of band 1 of a raster, gathered once into a raw float32 file, as a block source.
+
+    The percentile passes (:class:`.threshold.ExactPercentile`: up to five over
+    the scores) then read plain chunks of that file instead of decoding the
+    compressed raster and dropping its NaN each time; ``count``, ``min`` and
+    ``max`` come from the gathering pass, which saves the percentile's first
+    pass.  The order of the values is that of the blocks, which percentiles do
+    not see.  Memory: one block per worker; disk: 4 bytes per valid pixel, in
+    the staging folder.  Both the gathering and the later passes run on
+    ``workers`` threads; ``on_block`` is called once per block gathered.
+    """
+
+    CHUNK = 1 << 20  # values per chunk of a later pass (4 MiB)
+
+    def __init__(self, raster: Path, grid: Grid, values_path: Path, *, block_size: int = 1024,
+                 workers: int | None = None, on_block=None):
+        self.path = Path(values_path)
+        self.workers = resolve_workers(workers)
+        self.count, self.min, self.max = 0, math.inf, -math.inf
+
+        def finite(reader: RasterOnGrid, window) -> np.ndarray:
+            block = reader.read(window).ravel()
+            return block[np.isfinite(block)]
+
+        blocks = map_blocks(grid.blocks(block_size), finite, workers=self.workers,
+                            open_state=lambda: RasterOnGrid(raster, 1, grid), close_state=lambda r: r.close())
+        with contextlib.closing(blocks), open(self.path, "wb") as dst:
+            for values in blocks:
+                if on_block is not None:
+                    on_block()
+                if values.size:
+                    values.tofile(dst)
+                    self.count += values.size
+                    self.min, self.max = min(self.min, float(values.min())), max(self.max, float(values.max()))
+
+    @property
+    def extent(self) -> tuple[int, float, float]:
+        """``(count, min, max)`` of the values (``bounds`` of :class:`.threshold.ExactPercentile`)."""
+        return self.count, self.min, self.max
+
+    def _read(self, start: int) -> np.ndarray:
+        n = min(self.CHUNK, self.count - start)
+        return np.fromfile(self.path, np.float32, count=n, offset=4 * start)
+
+    def __call__(self):
+        for start in range(0, self.count, self.CHUNK):
+            yield self._read(start)
+
+    def map_blocks(self, fn):
+        chunks = map_blocks(range(0, self.count, self.CHUNK), lambda _, start: fn(self._read(start)),
+                            workers=self.workers)
+        with contextlib.closing(chunks):
+            yield from chunks
+
+    def close(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -134,7 +199,8 @@ def threshold_and_vectorise(score_path: Path, staging: Path, grid: Grid, spec: T
                             workers: int | None = None) -> CandidateStage:
     """Threshold ``score_path`` (on ``grid``) and write exceedance, heatmap and candidates into ``staging``.
 
-    ``workers`` threads compute the exceedance/heatmap blocks (default: every core; see :mod:`.blocks`).
+    ``workers`` threads compute every pass (smoothing, percentiles, exceedance/heatmap; default: every
+    core; see :mod:`.blocks`) and compress the published rasters.
 
     The returned rasters are still staged (convert them with ``to_cog``).
     Progress: 0-0.3 threshold, 0.3-0.8 exceedance/heatmap, 0.8-1 polygons.
@@ -147,27 +213,25 @@ def threshold_and_vectorise(score_path: Path, staging: Path, grid: Grid, spec: T
     work_path = score_path
     smoothed = None
     if spec.smooth_sigma_m > 0:
-        smoothed = _smoothed(score_path, staging, grid, spec, prog)
+        smoothed = _smoothed(score_path, staging, grid, spec, prog, workers)
         work_path = smoothed.path
     report_q = list(REPORT_PERCENTILES)
     for q in (spec.percentile, 50.0 if spec.units == "dB" or spec.k_sigma is not None else None):
         if q is not None and q not in report_q:
             report_q.append(q)
 
-    def blocks():
-        with rasterio.open(work_path) as src:
-            for _, win in src.block_windows(1):
-                prog(0.2, "exact percentiles of the scores")
-                yield src.read(1, window=win)
-
+    values = FiniteValues(work_path, grid, staging / "score_values.f32", block_size=spec.block_size,
+                          workers=workers, on_block=lambda: prog(0.2, "exact percentiles of the scores"))
     try:
-        values = threshold.exact_percentile(blocks, report_q)
-    except ValueError:
-        raise DetectionError(empty_message) from None
-    percentiles = {f"p{q:g}": float(v) for q, v in zip(report_q, np.atleast_1d(values))}
-    # The noise level is recorded for every dB score, whatever the rule, so the dock can show any
-    # threshold as a multiple of it.
-    noise = noise_level(blocks, percentiles["p50"]) if "p50" in percentiles else None
+        if values.count == 0:
+            raise DetectionError(empty_message)
+        found = threshold.exact_percentile(values, report_q, bounds=values.extent)
+        percentiles = {f"p{q:g}": float(v) for q, v in zip(report_q, np.atleast_1d(found))}
+        # The noise level is recorded for every dB score, whatever the rule, so the dock can show any
+        # threshold as a multiple of it.
+        noise = noise_level(values, percentiles["p50"], extent=values.extent) if "p50" in percentiles else None
+    finally:
+        values.close()
     if spec.k_sigma is not None:
         thr = noise["center"] + spec.k_sigma * noise["sigma"]
     else:
@@ -176,12 +240,14 @@ def threshold_and_vectorise(score_path: Path, staging: Path, grid: Grid, spec: T
 
     t0 = time.perf_counter()
     unit = spec.units
+    threads = resolve_workers(workers)
     rasters = {
-        "exceedance": StagedRaster(staging, "exceedance", grid, count=1, dtype="uint8", nodata=255,
+        "exceedance": StagedRaster(staging, "exceedance", grid, threads=threads, count=1, dtype="uint8", nodata=255,
                                    descriptions=[f"score > {thr:.4g} {unit}"],
                                    tags={**tags, "THRESHOLD": f"{thr:.6f}", "THRESHOLD_UNITS": unit},
                                    resampling="nearest"),
-        "heatmap": StagedRaster(staging, "heatmap", grid, count=1, dtype="float32", nodata=float("nan"),
+        "heatmap": StagedRaster(staging, "heatmap", grid, threads=threads, count=1, dtype="float32",
+                                nodata=float("nan"),
                                 descriptions=[f"fraction of exceedance pixels within {spec.heatmap_radius_m:g} m"],
                                 tags={**tags, "RADIUS_M": spec.heatmap_radius_m, "THRESHOLD": f"{thr:.6f}"}),
     }
@@ -191,7 +257,7 @@ def threshold_and_vectorise(score_path: Path, staging: Path, grid: Grid, spec: T
     n_blocks = grid.n_blocks(spec.block_size)
     blocks = map_blocks(grid.blocks(spec.block_size),
                         lambda reader, window: (window, _exceedance_block(reader, window, thr, spec, px, halo)),
-                        workers=resolve_workers(workers), close_state=lambda reader: reader.close(),
+                        workers=threads, close_state=lambda reader: reader.close(),
                         open_state=lambda: RasterOnGrid(work_path, 1, grid, halo=halo))
     try:
         with contextlib.closing(blocks):
@@ -220,22 +286,30 @@ def threshold_and_vectorise(score_path: Path, staging: Path, grid: Grid, spec: T
     return CandidateStage(thr, percentiles, rasters, features, gpkg_path, timings, noise)
 
 
-def _smoothed(score_path: Path, staging: Path, grid: Grid, spec: ThresholdSpec, prog: Progress) -> StagedRaster:
-    """Gaussian-smoothed copy of the scores (NaN-aware; invalid pixels stay NaN)."""
+def _smoothed(score_path: Path, staging: Path, grid: Grid, spec: ThresholdSpec, prog: Progress,
+              workers: int | None) -> StagedRaster:
+    """Gaussian-smoothed copy of the scores (NaN-aware; invalid pixels stay NaN), on ``workers`` threads."""
     px = grid.pixel_size
     radius = spec.smooth_radius_m or 2 * spec.smooth_sigma_m
     halo = terrain.halo_px(spec.smooth_sigma_m, radius, px, op="smooth")
     out = StagedRaster(staging, "score_smoothed", grid, count=1, dtype="float32", nodata=float("nan"),
                        intermediate=True)
+
+    def smooth(reader: RasterOnGrid, window):
+        block = reader.read(window)
+        sm = crop(threshold.smooth_ratio(block, spec.smooth_sigma_m, radius, px), halo)
+        sm[~np.isfinite(crop(block, halo))] = np.nan
+        return window, sm.astype(np.float32)
+
+    blocks = map_blocks(grid.blocks(spec.block_size), smooth, workers=resolve_workers(workers),
+                        open_state=lambda: RasterOnGrid(score_path, 1, grid, halo=halo),
+                        close_state=lambda reader: reader.close())
     try:
-        with RasterOnGrid(score_path, 1, grid, halo=halo) as reader:
+        with contextlib.closing(blocks):
             n_blocks = grid.n_blocks(spec.block_size)
-            for i, window in enumerate(grid.blocks(spec.block_size)):
+            for i, (window, sm) in enumerate(blocks):
                 prog(0.1 * i / n_blocks, f"smoothing the scores: block {i + 1} of {n_blocks}")
-                block = reader.read(window)
-                sm = crop(threshold.smooth_ratio(block, spec.smooth_sigma_m, radius, px), halo)
-                sm[~np.isfinite(crop(block, halo))] = np.nan
-                out.write(window, sm.astype(np.float32))
+                out.write(window, sm)
     finally:
         out.close()
     return out
@@ -299,7 +373,7 @@ def candidates_from_score(score_path: str | Path, out_dir: str | Path, spec: Thr
     prog = Progress(progress, is_cancelled)
     staging = new_staging(out)
     try:
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
             stage = threshold_and_vectorise(score, staging, grid, spec, prog, synthetic=synthetic,
                                             tags={"SYNTHETIC": "derived from SYNTHETIC data"} if synthetic else {})
             files = {}

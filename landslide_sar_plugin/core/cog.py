@@ -24,6 +24,7 @@ The result passes GDAL's ``validate_cloud_optimized_geotiff.py --full-check``
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import struct
@@ -61,14 +62,25 @@ def overview_factors(width: int, height: int, block: int = COG_BLOCK) -> list[in
 
 
 def cog_profile(width: int, height: int, count: int, dtype: str, crs, transform, nodata, *,
-                compress: bool = True) -> dict:
+                compress: bool = True, threads: int = 1, predictor: int | None = None) -> dict:
     """The GTiff creation profile of a published raster: tiled, DEFLATE at :data:`DEFLATE_LEVEL`, no predictor
-    (``compress=False``: the same tiles uncompressed)."""
+    (``compress=False``: the same tiles uncompressed).
+
+    ``threads`` > 1 lets GDAL compress the tiles in that many threads of its own while the caller goes on
+    computing (GTiff ``NUM_THREADS``): the bytes written are the same, only their order in the staged file
+    changes, and :func:`assemble_cog` puts them in the COG order anyway.  ``predictor`` 3 (floating point)
+    is for speckled and smooth float rasters (ratios, medians): with DEFLATE 1 it compresses them 5-17 %
+    smaller in 5-17 % less time; mostly-constant rasters (heatmaps, classes) are better without one.
+    """
     profile = {"driver": "GTiff", "width": int(width), "height": int(height), "count": int(count), "dtype": dtype,
                "crs": crs, "transform": transform, "nodata": nodata, "tiled": True, "blockxsize": COG_BLOCK,
                "blockysize": COG_BLOCK, "interleave": "pixel", "BIGTIFF": "IF_SAFER"}
     if compress:
         profile.update(compress="deflate", zlevel=DEFLATE_LEVEL)
+        if threads > 1:
+            profile["num_threads"] = int(threads)
+        if predictor:
+            profile["predictor"] = int(predictor)
     return profile
 
 
@@ -107,17 +119,21 @@ class CogWriter:
     Overviews can be streamed when every window's offsets are multiples of the
     largest factor (blocks of 1024 px give 10 levels); windows that break this
     switch the writer to building the overviews with GDAL at :meth:`assemble`.
+    ``threads``: compression threads (see :func:`cog_profile`); the default is every available core.
     """
 
     def __init__(self, path: Path, grid, *, count: int, dtype: str, nodata, resampling: str = "average",
-                 descriptions=None, tags=None, compress: bool = True):
+                 descriptions=None, tags=None, compress: bool = True, threads: int | None = None,
+                 predictor: int | None = None):
         self.path = Path(path)
         self.resampling = resampling
         self.nodata = nodata
         # An uncompressed (intermediate) raster gets no streamed overviews; assemble() still can build them.
         self.factors = overview_factors(grid.width, grid.height)
+        from .blocks import resolve_workers
+
         profile = cog_profile(grid.width, grid.height, count, dtype, grid.crs, grid.transform, nodata,
-                              compress=compress)
+                              compress=compress, threads=resolve_workers(threads), predictor=predictor)
         self._profile = profile
         self.dataset = rasterio.open(self.path, "w", **profile)
         if descriptions:
@@ -154,11 +170,11 @@ class CogWriter:
         self.streamed = False
 
     def close(self) -> None:
-        if not self.dataset.closed:
-            self.dataset.close()
-        for level in self._levels:
-            if not level.closed:
-                level.close()
+        datasets = [d for d in (self.dataset, *self._levels) if not d.closed]
+        for dataset in datasets:
+            dataset.close()
+        for dataset in datasets:
+            check_complete(Path(dataset.name))
 
     def assemble(self, final: Path) -> Path:
         """Write the COG at ``final`` (no recompression) and delete the staged files."""
@@ -187,6 +203,22 @@ class CogWriter:
                           GDAL_TIFF_OVR_BLOCKSIZE=str(COG_BLOCK), INTERLEAVE_OVERVIEW="PIXEL"):
             with rasterio.open(self.path, "r+") as dst:
                 dst.build_overviews(self.factors, rasterio.enums.Resampling[self.resampling])
+
+
+def check_complete(path: Path) -> None:
+    """Raise OSError (ENOSPC) unless every tile of the TIFF at ``path`` was written inside the file.
+
+    GDAL writes cached tiles when they leave its block cache or the file is
+    closed, and a failure then (a full disk, a file size limit) is only
+    logged; rasterio's ``close`` does not raise it.  GDAL writes every tile of
+    a new GeoTIFF (``SPARSE_OK`` is off), so a tile with no bytes, or one that
+    ends past the end of the file, means a write failed.
+    """
+    size = path.stat().st_size
+    for ifd in _read_ifds(path):
+        if any(c == 0 or o + c > size for o, c in zip(ifd.offsets, ifd.counts)):
+            raise OSError(errno.ENOSPC, f"{path.name} was not written completely: the disk is full or a file "
+                                        "size limit was reached")
 
 
 # --------------------------------------------------------------------------- TIFF structure

@@ -238,11 +238,17 @@ def mean_of_available(ratios: Sequence[np.ndarray]) -> np.ndarray:
     """
     if not ratios:
         raise ValueError("no ratio to average")
-    stack = np.stack([np.asarray(r, np.float32) for r in ratios])
-    finite = np.isfinite(stack)
-    n = finite.sum(axis=0)
-    total = np.where(finite, stack, 0).sum(axis=0)
+    first = np.asarray(ratios[0], np.float32)
+    if len(ratios) == 1:  # the usual case (one track per pass, one polarisation): no arithmetic at all
+        return first.copy()
+    # Accumulated array by array: no (n, rows, cols) temporary.
+    total = np.zeros(first.shape, np.float32)
+    n = np.zeros(first.shape, np.uint8)
+    for r in ratios:
+        r = np.asarray(r, np.float32)
+        finite = np.isfinite(r)
+        np.add(total, r, out=total, where=finite)
+        n += finite
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = (total / n).astype(np.float32)
-    out[n == 0] = np.nan
-    return out
+        out = total / n  # 0 / 0 = NaN where none is finite
+    return out.astype(np.float32, copy=False)

@@ -60,6 +60,7 @@ from .staging import (  # noqa: F401 (Cancelled and DetectionError are part of t
     Progress,
     ProgressFn,
     StagedRaster,
+    cogs_in_background,
     crop,
     finish_staged,
     run_staged,
@@ -590,19 +591,23 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
         heatmap_radius_m=params.heatmap_radius_m, method="a_ratio", units="dB", event_id=event_id,
         block_size=params.block_size)
     prog.stage(0.74, 0.93)
-    stage = threshold_and_vectorise(
-        staged["a_ratio"].path, staging, grid, spec, prog, tags=tags, synthetic=synthetic,
-        empty_message="no valid A_ratio pixel is left after masking: the scenes may hold no data over the AOI, "
-                      "or the slope/curvature masks remove everything (try a lower --slope-min)",
-        workers=params.workers)
-    timings.update(stage.timings_s)
-    staged.update(stage.rasters)
-    thr, percentiles, features = stage.threshold, stage.percentiles, stage.features
+    # The rasters of pass 1 become COGs meanwhile, on the core the next stages leave idle: those read the
+    # ratio's uncompressed twin.
+    with cogs_in_background(staged, staging, list(staged)) as early_cogs:
+        stage = threshold_and_vectorise(
+            staged["a_ratio"].raw_path, staging, grid, spec, prog, tags=tags, synthetic=synthetic,
+            empty_message="no valid A_ratio pixel is left after masking: the scenes may hold no data over the "
+                          "AOI, or the slope/curvature masks remove everything (try a lower --slope-min)",
+            workers=params.workers)
+        timings.update(stage.timings_s)
+        thr, percentiles, features = stage.threshold, stage.percentiles, stage.features
 
-    # ---------------------------------------------------------------- COGs and publication
-    t0 = time.perf_counter()
-    prog.stage(0.93, 1.0)
-    final_files = finish_staged(staged, staging, out, prog, {"candidates": stage.gpkg})
+        # ------------------------------------------------------------ COGs and publication
+        t0 = time.perf_counter()
+        prog.stage(0.93, 1.0)
+        files = {**finish_staged(stage.rasters, staging, out, prog, {"candidates": stage.gpkg}), **early_cogs()}
+    staged["a_ratio"].drop_raw()
+    final_files = {key: files[key] for key in (*staged, *stage.rasters, "candidates")}
     timings["cog_publish_s"] = time.perf_counter() - t0
 
     run_info = {
@@ -626,12 +631,13 @@ def _detrend_a_ratio(staged: dict, staging: Path, grid: Grid, params: DetectPara
     from . import detrend
 
     detrended, background = detrend.detrend_raster(
-        staged["a_ratio"].path, staging, grid, params.detrend_radius_m, prog, block_size=params.block_size,
+        staged["a_ratio"].raw_path, staging, grid, params.detrend_radius_m, prog, block_size=params.block_size,
         tags={**tags, "UNITS": "dB", "DEFINITION": "A_ratio minus its local median within "
               f"{params.detrend_radius_m:g} m (broad background change removed), terrain-masked; "
               "positive = backscatter dropped more than around it"},
         description=f"A_ratio {params.polarisation} dB minus its {params.detrend_radius_m:g} m local median")
     staged["a_ratio"].path.unlink()
+    staged["a_ratio"].drop_raw()
     detrended.name = "a_ratio"
     staged["a_ratio"] = detrended
     if params.pass_rasters:  # a diagnostic like the per-pass ratios: kept with them
@@ -642,33 +648,39 @@ def _detrend_a_ratio(staged: dict, staging: Path, grid: Grid, params: DetectPara
 
 def _pass1_rasters(staging: Path, grid: Grid, params: DetectParams, passes, tags: dict) -> dict[str, StagedRaster]:
     """The rasters pass 1 writes (the per-pass ratios and counts only with ``params.pass_rasters``)."""
+    # GDAL compresses the tiles in as many threads as the run has workers, overlapping the next blocks.
+    threads = resolve_workers(params.workers)
     staged = {"a_ratio": StagedRaster(
-        staging, "a_ratio", grid, count=1, dtype="float32", nodata=float("nan"),
+        staging, "a_ratio", grid, threads=threads, predictor=3, raw_copy=True, count=1, dtype="float32",
+        nodata=float("nan"),
         descriptions=[f"A_ratio {params.polarisation} dB (pre - post), masked"],
         tags={**tags, "UNITS": "dB", "DEFINITION": "pre-event median minus post-event median, "
               "passes averaged, terrain-masked; positive = backscatter dropped"})}
     if params.pass_rasters:
         for p in passes:
             staged[f"a_ratio_{p.lower()}"] = StagedRaster(
-                staging, f"a_ratio_{p.lower()}", grid, count=1, dtype="float32", nodata=float("nan"),
+                staging, f"a_ratio_{p.lower()}", grid, threads=threads, predictor=3, count=1, dtype="float32",
+                nodata=float("nan"),
                 descriptions=[f"A_ratio {p.lower()} {params.polarisation} dB (pre - post), unmasked"],
                 tags={**tags, "UNITS": "dB", "ORBIT_PASS": p})
         count_bands = [f"{p.lower()}_{role}" for p in passes for role in ("pre", "post")]
         pol = evidence_polarisation(params)
         for p in passes:
             staged[f"evidence_{p.lower()}"] = StagedRaster(
-                staging, f"evidence_{p.lower()}", grid, count=2, dtype="float32", nodata=float("nan"),
+                staging, f"evidence_{p.lower()}", grid, threads=threads, predictor=3, count=2, dtype="float32",
+                nodata=float("nan"),
                 descriptions=[f"{pol} pre-event median (dB)", f"{pol} post-event median (dB)"],
                 tags={**tags, "UNITS": "dB", "ORBIT_PASS": p, "POLARISATION": pol,
                       "DEFINITION": "the radar evidence of the change: pre- and post-event temporal medians, tracks "
                                     "of this pass averaged, unmasked; shown as R = pre, G = post, B = pre, a drop "
                                     "(fresh scar) reads magenta, a rise green"})
-        staged["counts"] = StagedRaster(staging, "counts", grid, count=len(count_bands), dtype="uint16",
+        staged["counts"] = StagedRaster(staging, "counts", grid, threads=threads, count=len(count_bands),
+                                        dtype="uint16",
                                         nodata=None, descriptions=count_bands,
                                         tags={**tags, "DEFINITION": "valid images per pixel in each stack"},
                                         resampling="nearest")
     staged["mask"] = StagedRaster(
-        staging, "mask", grid, count=1, dtype="uint8", nodata=None, descriptions=["terrain mask code"],
+        staging, "mask", grid, threads=threads, count=1, dtype="uint8", nodata=None, descriptions=["terrain mask code"],
         tags={**tags, "CODES": "0 kept; bit flags: 1 no data, 2 slope below minimum, 4 curvature below "
               "minimum (convex), 8 water, 16 outside AOI"}, resampling="nearest")
     return staged

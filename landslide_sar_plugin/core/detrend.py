@@ -121,7 +121,8 @@ def detrend_raster(score_path: Path, staging: Path, grid: Grid, radius_m: float,
     trend_cells = disk_median(cells, radius_m / (cell * grid.pixel_size))
     tags = dict(tags or {})
     detrended = StagedRaster(staging, "detrended", grid, count=1, dtype="float32", nodata=float("nan"),
-                             descriptions=[description], tags={**tags, "DETREND_RADIUS_M": radius_m})
+                             descriptions=[description], tags={**tags, "DETREND_RADIUS_M": radius_m},
+                             predictor=3, raw_copy=True)
     trend = StagedRaster(staging, "background_change", grid, count=1, dtype="float32", nodata=float("nan"),
                          descriptions=[f"local median of the score within {radius_m:g} m (background change)"],
                          tags={**tags, "DETREND_RADIUS_M": radius_m, "UNITS": tags.get("UNITS", "dB")})

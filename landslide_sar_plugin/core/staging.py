@@ -86,8 +86,14 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[float, str], None]
 CancelFn = Callable[[], bool]
 
-# GDAL's block cache would otherwise grow to 5 % of RAM; memory is meant to follow the block size.
-GDAL_CACHE_MB = 256
+# GDAL's block cache would otherwise grow to 5 % of RAM; memory is meant to follow the block size.  32 MB
+# holds what is read again soon (a row of tiles for polygon tracing, partly written overview tiles): 256 MB
+# ran no faster (A_ratio 8192^2, U-Net 2346 x 3842) and its filling made peak memory grow with the grid.
+GDAL_CACHE_MB = 32
+# rasterio hands an integer GDAL_CACHEMAX to GDALSetCacheMax64, in BYTES (GDAL's "< 100000 means MB" rule is
+# for the configuration string only): ``GDAL_CACHEMAX=256`` left a 256-byte cache, every tile decoded again
+# for each halo, scanline and partial write (polygon tracing 5.7x slower, measured).
+GDAL_CACHE_BYTES = GDAL_CACHE_MB * 1024 * 1024
 
 MANIFEST_NAME = ".landslide-sar-manifest.json"
 JOURNAL_NAME = ".landslide-sar-publishing.json"
@@ -592,6 +598,39 @@ def finish_staged(staged: dict[str, StagedRaster], staging: Path, out_dir: Path,
     return files
 
 
+@contextlib.contextmanager
+def cogs_in_background(staged: Mapping[str, StagedRaster], staging: Path, keys: Iterable[str]):
+    """Assemble the COGs of ``staged[key]`` for ``keys`` in a background thread while the caller computes on.
+
+    Assembly only copies compressed tiles (file I/O, which releases the GIL),
+    so it overlaps the next stage's computing.  Yields a callable that waits
+    and returns ``{key: COG path in staging}`` (re-raising the thread's error).
+    Leaving the block, the thread is always finished (stopped between two
+    rasters when leaving by an error or a cancel) before the staging folder can
+    be discarded.  The rasters must not be read by the caller meanwhile.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    keys = list(keys)
+    stop = threading.Event()
+
+    def assemble() -> dict[str, Path]:
+        done = {}
+        for key in keys:
+            if stop.is_set():
+                break
+            done[key] = staged[key].to_cog(staging / f"{staged[key].name}.tif")
+        return done
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="landslide-cog")
+    future = pool.submit(assemble)
+    try:
+        yield future.result
+    finally:
+        stop.set()
+        pool.shutdown(wait=True)
+
+
 Finalize = Callable[[Path, object], Mapping[str, Path] | None]
 
 
@@ -613,7 +652,7 @@ def run_staged(out_dir: Path, body: Callable[[Path], object], timings: dict[str,
     staging = new_staging(out_dir)
     with discarded_on_failure(staging, out_dir):
         check_not_foreign(out_dir, RESERVED_NAMES)
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
             result = body(staging)
             extra = finalize(staging, result) if finalize is not None else None
         result.files.update(extra or {})
@@ -716,22 +755,48 @@ class StagedRaster:
     deletes (the 0/1 raster GDAL polygonises, a smoothed score): uncompressed
     tiles and no overviews, since GDAL's polygonize reads it row by row and
     decompressing a tile per row made tracing 10-100x slower than the raw file.
+    ``threads``: GDAL threads compressing the tiles (default every available core; a run passes its
+    ``workers`` setting, so a user who keeps a core free for QGIS keeps it free here too); ``predictor``:
+    see :func:`.cog.cog_profile`; ``raw_copy``: also write the blocks uncompressed (:attr:`raw_path`)
+    for later passes to read.
     """
 
     def __init__(self, staging: Path, name: str, grid: Grid, *, count: int, dtype: str, nodata,
                  descriptions: list[str] | None = None, tags: dict | None = None, resampling: str = "average",
-                 intermediate: bool = False):
+                 intermediate: bool = False, threads: int | None = None, predictor: int | None = None,
+                 raw_copy: bool = False):
         self.name = name
         self.path = staging / f"{name}.stage.tif"
         self.resampling = resampling
         self._writer = CogWriter(self.path, grid, count=count, dtype=dtype, nodata=nodata, resampling=resampling,
-                                 descriptions=descriptions, tags=tags, compress=not intermediate)
+                                 descriptions=descriptions, tags=tags, compress=not intermediate, threads=threads,
+                                 predictor=predictor)
+        # An uncompressed twin for the later passes that read this raster (percentiles, heatmap, zonal
+        # statistics): decoding DEFLATE tiles cost them more than computing did.
+        self._raw = (CogWriter(staging / f"{name}.raw.tif", grid, count=count, dtype=dtype, nodata=nodata,
+                               compress=False) if raw_copy and not intermediate else None)
+
+    @property
+    def raw_path(self) -> Path:
+        """The uncompressed twin (``raw_copy=True``) or, without one, :attr:`path`; readable once closed."""
+        return self._raw.path if self._raw is not None else self.path
 
     def write(self, window: Window, data: np.ndarray) -> None:
         self._writer.write(window, data)
+        if self._raw is not None:
+            self._raw.write(window, data)
 
     def close(self) -> None:
         self._writer.close()
+        if self._raw is not None:
+            self._raw.close()
+
+    def drop_raw(self) -> None:
+        """Delete the uncompressed twin (once no pass reads it any more)."""
+        if self._raw is not None:
+            self._raw.close()
+            self._raw.path.unlink(missing_ok=True)
+            self._raw = None
 
     def to_cog(self, final: Path | None = None) -> Path:
         """The cloud-optimised GeoTIFF (default: ``<name>.tif`` beside the staged file); staged files go."""

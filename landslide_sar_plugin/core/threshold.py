@@ -20,6 +20,7 @@ Coordinates and pixel sizes are in metres (projected CRS).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import uuid
@@ -80,12 +81,51 @@ def candidate_uuid(event_id: str, method: str, threshold: float, geometry: Mappi
 
 BlocksFactory = Union[Callable[[], Iterable], Sequence]
 
+
+def map_over_blocks(source, fn: Callable[[np.ndarray], object]) -> Iterator:
+    """``fn(block)`` for every block of ``source``, in any order.
+
+    ``source`` is a zero-argument callable returning a fresh iterator of arrays,
+    a re-iterable sequence of arrays, or an object with a ``map_blocks(fn)``
+    method (e.g. :class:`~landslide_sar_plugin.core.candidates.RasterBlocks`)
+    that computes ``fn`` on its blocks in parallel threads: the reductions below
+    only combine what ``fn`` returns, so they run on every core when the source
+    can.
+    """
+    if hasattr(source, "map_blocks"):
+        return source.map_blocks(fn)
+    blocks = source() if callable(source) else source
+    return (fn(b) for b in blocks)
+
+
+@dataclass
+class TransformedBlocks:
+    """The blocks of ``source`` passed through ``transform`` (elementwise), keeping its parallel map."""
+
+    source: object
+    transform: Callable[[np.ndarray], np.ndarray]
+
+    def map_blocks(self, fn):
+        return map_over_blocks(self.source, lambda b: fn(self.transform(b)))
+
+
+def _finite64(block) -> np.ndarray:
+    """The finite values of a block, flattened, as float64 (exact for float32 input)."""
+    a = np.asarray(block).ravel()
+    if a.dtype.kind != "f":
+        a = a.astype(np.float64)
+    finite = np.isfinite(a)
+    if not finite.all():  # a boolean gather costs more than the test: skip it for blocks without NaN
+        a = a[finite]
+    return a.astype(np.float64, copy=False)
+
+
 # --------------------------------------------------------------------------- percentile
 
 
 @dataclass
 class _Task:
-    """Finite values ``v`` with ``lo <= v <= hi`` (both are actual data values).
+    """Finite values ``v`` with ``lo <= v <= hi`` (bounds; the first task's may be wider than the data).
 
     ``offset`` = number of finite values ``< lo``; ``count`` = number in
     ``[lo, hi]``; ``ranks`` = the global 0-based order statistics wanted,
@@ -112,8 +152,12 @@ def _bin_of(v: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
         # Range too narrow to scale (subnormals): still monotone, and it
         # separates lo from the larger values, so refinement makes progress.
         return np.where(v > lo, bins - 1, 0).astype(np.intp)
-    idx = np.floor((0.5 * v - half_lo) * scale)
-    return np.clip(idx, 0, bins - 1).astype(np.intp)
+    idx = np.multiply(v, 0.5, dtype=np.float64)  # in place from here: one temporary, the same arithmetic
+    idx -= half_lo
+    idx *= scale
+    np.floor(idx, out=idx)
+    np.clip(idx, 0, bins - 1, out=idx)
+    return idx.astype(np.intp)
 
 
 def _lerp(a: float, b: float, t: float) -> float:
@@ -123,6 +167,47 @@ def _lerp(a: float, b: float, t: float) -> float:
     if t >= 0.5:
         return float(b - diff * (1 - t))
     return float(a + diff * t)
+
+
+def _in_range(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    inside = (a >= lo) & (a <= hi)
+    return a if inside.all() else a[inside]  # the first passes' range holds every value: no gather
+
+
+def _count_min_max(block) -> tuple[int, float, float]:
+    a = _finite64(block)
+    if not a.size:
+        return 0, math.inf, -math.inf
+    return a.size, float(a.min()), float(a.max())
+
+
+def _collect_or_histogram(block, collect: list[_Task], hist: list[_Task], bins: int):
+    """One block of a pass: its values inside each ``collect`` task, the bin counts of each ``hist`` task."""
+    a = _finite64(block)
+    gathered = [_in_range(a, t.lo, t.hi) for t in collect]
+    counts = [np.bincount(_bin_of(sel, t.lo, t.hi, bins), minlength=bins)
+              for t in hist for sel in (_in_range(a, t.lo, t.hi),)]
+    return gathered, counts
+
+
+def _in_bins(block, groups: list[tuple[float, float, int, np.ndarray]], large: frozenset):
+    """One block of a pass: per sub-task, its values, or for the sub-tasks in ``large`` their (min, max).
+
+    ``groups``: ``(lo, hi, bins, lut)`` of each histogrammed parent, ``lut``
+    mapping a bin to the index of the sub-task that wants it (-1: none), so
+    the bin index of a value is computed once whatever the number of ranks.
+    """
+    a = _finite64(block)
+    per_sub: dict[int, object] = {}
+    for lo, hi, bins, lut in groups:
+        sel = _in_range(a, lo, hi)
+        which = lut[_bin_of(sel, lo, hi, bins)]
+        keep = which >= 0
+        sel, which = sel[keep], which[keep]
+        for k in np.unique(which).tolist():
+            mine = sel[which == k]
+            per_sub[k] = (float(mine.min()), float(mine.max())) if k in large else mine
+    return per_sub
 
 
 class ExactPercentile:
@@ -136,9 +221,10 @@ class ExactPercentile:
     NaN and +-inf are ignored.  Values are handled in float64 (float32 input is
     converted exactly), and the interpolation reproduces numpy's arithmetic.
 
-    Algorithm (each "pass" iterates over a fresh ``blocks_factory()``):
+    Algorithm (each "pass" maps over the blocks once, see :func:`map_over_blocks`;
+    a source with ``map_blocks`` computes each pass on every core):
 
-    1. count, min and max of the finite values;
+    1. count, min and max of the finite values (skipped when ``bounds`` gives them);
     2. a histogram of ``bins`` equal-width bins between min and max; the
        cumulative counts locate the bin holding each needed order statistic;
     3. values falling in those bins are collected and the order statistics
@@ -161,8 +247,9 @@ class ExactPercentile:
         Largest number of values collected in memory at once (>= 1).
         Default 4,000,000 (32 MiB of float64).
 
-    After a call, ``count`` holds the number of finite values and ``passes``
-    the number of passes made over the blocks.
+    After a call, ``count`` holds the number of finite values, ``min`` and
+    ``max`` their bounds (the data's extremes unless ``bounds`` were given) and
+    ``passes`` the number of passes made over the blocks.
     """
 
     def __init__(self, *, bins: int = 65536, max_values: int = 4_000_000):
@@ -173,25 +260,25 @@ class ExactPercentile:
         self.bins = int(bins)
         self.max_values = int(max_values)
         self.count = 0
+        self.min, self.max = math.inf, -math.inf
         self.passes = 0
 
-    # -- helpers -------------------------------------------------------------
-    def _blocks(self, blocks_factory) -> Iterator[np.ndarray]:
+    def _map(self, source, fn) -> Iterator:
         self.passes += 1
-        source = blocks_factory() if callable(blocks_factory) else blocks_factory
-        for block in source:
-            a = np.asarray(block, dtype=np.float64).ravel()
-            yield a[np.isfinite(a)]
+        return map_over_blocks(source, fn)
 
-    def __call__(self, blocks_factory: BlocksFactory, q):
+    def __call__(self, blocks_factory: BlocksFactory, q, *, bounds: tuple[int, float, float] | None = None):
         """Percentile(s) ``q`` (0..100, scalar or sequence) of the block stream.
 
         ``blocks_factory`` is a zero-argument callable returning a *fresh*
         iterator of arrays (any shape, NaN allowed) each time it is called; a
-        re-iterable sequence (e.g. a list of arrays) is accepted too.  Returns
-        a float for scalar ``q``, else a float64 array shaped like ``q``.
-        Raises ValueError if ``q`` is outside [0, 100] or NaN, or if the
-        stream holds no finite value.
+        re-iterable sequence (e.g. a list of arrays) or a source with
+        ``map_blocks`` (see :func:`map_over_blocks`) is accepted too.
+        ``bounds = (count, lo, hi)``: the number of finite values and bounds
+        ``lo <= every value <= hi`` when the caller knows them (pass 1 is then
+        skipped).  Returns a float for scalar ``q``, else a float64 array shaped
+        like ``q``.  Raises ValueError if ``q`` is outside [0, 100] or NaN, or if
+        the stream holds no finite value.
         """
         qs = np.asarray(q, dtype=np.float64)
         if qs.size == 0:
@@ -199,15 +286,13 @@ class ExactPercentile:
         if np.any(np.isnan(qs)) or np.any(qs < 0) or np.any(qs > 100):
             raise ValueError(f"percentiles must be in the range [0, 100], got {q!r}")
         self.passes = 0
-
-        # Pass 1: count, min, max.
-        n, vmin, vmax = 0, math.inf, -math.inf
-        for a in self._blocks(blocks_factory):
-            if a.size:
-                n += a.size
-                vmin = min(vmin, float(a.min()))
-                vmax = max(vmax, float(a.max()))
-        self.count = n
+        if bounds is None:
+            n, vmin, vmax = 0, math.inf, -math.inf
+            for k, lo, hi in self._map(blocks_factory, _count_min_max):
+                n, vmin, vmax = n + k, min(vmin, lo), max(vmax, hi)
+        else:
+            n, vmin, vmax = int(bounds[0]), float(bounds[1]), float(bounds[2])
+        self.count, self.min, self.max = n, vmin, vmax
         if n == 0:
             raise ValueError("no finite value in the blocks: the percentile is undefined")
 
@@ -240,9 +325,8 @@ class ExactPercentile:
         result: dict[int, float] = {}
         tasks = [_Task(vmin, vmax, 0, n, list(ranks))]
         while tasks:
-            # Trivial tasks: a single distinct value.
             pending = []
-            for t in tasks:
+            for t in tasks:  # trivial tasks: a single distinct value
                 if t.lo == t.hi:
                     result.update({k: t.lo for k in t.ranks})
                 else:
@@ -251,77 +335,77 @@ class ExactPercentile:
                 break
             collect = [t for t in pending if t.count <= self.max_values]
             hist = [t for t in pending if t.count > self.max_values]
-
-            # One pass: collect small tasks, histogram large ones.
-            gathered = [[] for _ in collect]
+            gathered: list[list] = [[] for _ in collect]
             counts = [np.zeros(self.bins, dtype=np.int64) for _ in hist]
-            for a in self._blocks(blocks_factory):
-                for t, store in zip(collect, gathered):
-                    sel = a[(a >= t.lo) & (a <= t.hi)]
+            one_block = functools.partial(_collect_or_histogram, collect=collect, hist=hist, bins=self.bins)
+            for block_gathered, block_counts in self._map(blocks_factory, one_block):
+                for store, sel in zip(gathered, block_gathered):
                     if sel.size:
                         store.append(sel)
-                for t, c in zip(hist, counts):
-                    sel = a[(a >= t.lo) & (a <= t.hi)]
-                    if sel.size:
-                        c += np.bincount(_bin_of(sel, t.lo, t.hi, self.bins), minlength=self.bins)
+                for c, bc in zip(counts, block_counts):
+                    c += bc
             for t, store in zip(collect, gathered):
-                vals = np.concatenate(store) if store else np.empty(0)
-                if vals.size != t.count:  # the factory must give the same data every time
-                    raise RuntimeError(
-                        f"blocks_factory returned different data on a later pass ({vals.size} != {t.count} values)"
-                    )
-                local = [k - t.offset for k in t.ranks]
-                vals.partition(local)
-                result.update({k: float(vals[k - t.offset]) for k in t.ranks})
-
-            # Split each histogrammed task into the bins holding its ranks.
-            sub: list[_Task] = []
-            for t, c in zip(hist, counts):
-                if int(c.sum()) != t.count:
-                    raise RuntimeError("blocks_factory returned different data on a later pass")
-                cum = np.cumsum(c)
-                by_bin: dict[int, list] = {}
-                for k in t.ranks:
-                    b = int(np.searchsorted(cum, k - t.offset, side="right"))
-                    by_bin.setdefault(b, []).append(k)
-                for b, ks in by_bin.items():
-                    before = int(cum[b - 1]) if b > 0 else 0
-                    sub.append(_Task(t.lo, t.hi, t.offset + before, int(c[b]), ks, self.bins, b))
-
-            # Small sub-bins can be collected directly by bin membership; large
-            # ones need their exact min/max to become range tasks.  One pass.
-            small = [s for s in sub if s.count <= self.max_values]
-            large = [s for s in sub if s.count > self.max_values]
+                self._settle(t, store, result)
+            sub = self._sub_tasks(hist, counts)
             if not sub:
                 break
-            gathered = [[] for _ in small]
-            mins = [math.inf for _ in large]
-            maxs = [-math.inf for _ in large]
-            for a in self._blocks(blocks_factory):
-                for s, store in zip(small, gathered):
-                    sel = a[(a >= s.lo) & (a <= s.hi)]
-                    sel = sel[_bin_of(sel, s.lo, s.hi, s.bins) == s.bin_index]
-                    if sel.size:
-                        store.append(sel)
-                for i, s in enumerate(large):
-                    sel = a[(a >= s.lo) & (a <= s.hi)]
-                    sel = sel[_bin_of(sel, s.lo, s.hi, s.bins) == s.bin_index]
-                    if sel.size:
-                        mins[i] = min(mins[i], float(sel.min()))
-                        maxs[i] = max(maxs[i], float(sel.max()))
-            for s, store in zip(small, gathered):
-                vals = np.concatenate(store) if store else np.empty(0)
-                if vals.size != s.count:
-                    raise RuntimeError("blocks_factory returned different data on a later pass")
-                vals.partition([k - s.offset for k in s.ranks])
-                result.update({k: float(vals[k - s.offset]) for k in s.ranks})
-            # The values of one bin form a contiguous value interval (the bin
-            # index is monotone in v), so [min, max] describes them exactly.
-            tasks = [_Task(lo, hi, s.offset, s.count, s.ranks) for s, lo, hi in zip(large, mins, maxs)]
+            tasks = self._bin_pass(blocks_factory, sub, result)
         return result
 
+    @staticmethod
+    def _settle(t: _Task, store: list, result: dict) -> None:
+        """Select the ranks of ``t`` from its collected values."""
+        vals = np.concatenate(store) if store else np.empty(0)
+        if vals.size != t.count:  # the factory must give the same data every time
+            raise RuntimeError(
+                f"blocks_factory returned different data on a later pass ({vals.size} != {t.count} values)"
+            )
+        vals.partition([k - t.offset for k in t.ranks])
+        result.update({k: float(vals[k - t.offset]) for k in t.ranks})
 
-def exact_percentile(blocks_factory: BlocksFactory, q, *, bins: int = 65536, max_values: int = 4_000_000):
+    def _sub_tasks(self, hist: list[_Task], counts: list[np.ndarray]) -> list[_Task]:
+        """Split each histogrammed task into the bins holding its ranks."""
+        sub: list[_Task] = []
+        for t, c in zip(hist, counts):
+            if int(c.sum()) != t.count:
+                raise RuntimeError("blocks_factory returned different data on a later pass")
+            cum = np.cumsum(c)
+            by_bin: dict[int, list] = {}
+            for k in t.ranks:
+                b = int(np.searchsorted(cum, k - t.offset, side="right"))
+                by_bin.setdefault(b, []).append(k)
+            for b, ks in by_bin.items():
+                before = int(cum[b - 1]) if b > 0 else 0
+                sub.append(_Task(t.lo, t.hi, t.offset + before, int(c[b]), ks, self.bins, b))
+        return sub
+
+    def _bin_pass(self, blocks_factory, sub: list[_Task], result: dict) -> list[_Task]:
+        """One pass over the sub-tasks' bins: small ones are collected and settled, large ones get their
+        exact min/max and come back as range tasks (the values of one bin form a contiguous value
+        interval, the bin index being monotone in v, so [min, max] describes them exactly)."""
+        groups: dict[tuple, np.ndarray] = {}
+        for k, s in enumerate(sub):
+            lut = groups.setdefault((s.lo, s.hi, s.bins), np.full(s.bins, -1, np.intp))
+            lut[s.bin_index] = k
+        spec = [(lo, hi, bins, lut) for (lo, hi, bins), lut in groups.items()]
+        large = frozenset(k for k, s in enumerate(sub) if s.count > self.max_values)
+        stores: list[list] = [[] for _ in sub]
+        for per_sub in self._map(blocks_factory, lambda b: _in_bins(b, spec, large)):
+            for k, got in per_sub.items():
+                stores[k].append(got)
+        tasks = []
+        for k, (s, store) in enumerate(zip(sub, stores)):
+            if k not in large:
+                self._settle(s, store, result)
+                continue
+            lo = min((m for m, _ in store), default=math.inf)
+            hi = max((m for _, m in store), default=-math.inf)
+            tasks.append(_Task(lo, hi, s.offset, s.count, s.ranks))
+        return tasks
+
+
+def exact_percentile(blocks_factory: BlocksFactory, q, *, bins: int = 65536, max_values: int = 4_000_000,
+                     bounds: tuple[int, float, float] | None = None):
     """Exact ``numpy.percentile(finite_values, q, method="linear")`` over a block stream.
 
     Convenience wrapper around :class:`ExactPercentile` (see there for the
@@ -329,7 +413,7 @@ def exact_percentile(blocks_factory: BlocksFactory, q, *, bins: int = 65536, max
     zero-argument callable returning a fresh iterator of float arrays (or a
     re-iterable sequence of arrays).  Raises ValueError when no value is finite.
     """
-    return ExactPercentile(bins=bins, max_values=max_values)(blocks_factory, q)
+    return ExactPercentile(bins=bins, max_values=max_values)(blocks_factory, q, bounds=bounds)
 
 
 # --------------------------------------------------------------------------- per-pixel

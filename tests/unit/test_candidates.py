@@ -9,7 +9,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from landslide_sar_plugin.core import gpkg
+from landslide_sar_plugin.core import gpkg, threshold
 from landslide_sar_plugin.core.candidates import ThresholdSpec, candidates_from_score
 from landslide_sar_plugin.core.staging import Cancelled, DetectionError
 
@@ -88,3 +88,44 @@ def test_histogram_percentile_estimate_is_within_one_bin_of_the_exact_value():
     width = edges[1] - edges[0]
     for p in (50, 90, 95, 99, 99.9):
         assert abs(h.value_at_percentile(p) - np.percentile(values, p)) <= width
+
+
+# ---------------------------------------------------------------- the percentile's value file
+
+
+def test_finite_values_are_gathered_once_and_give_the_exact_percentiles(tmp_path, monkeypatch):
+    import rasterio
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from landslide_sar_plugin.core.candidates import FiniteValues, noise_level
+    from landslide_sar_plugin.core.grid import Grid
+
+    rng = np.random.default_rng(4)
+    score = rng.normal(0.2, 0.6, (150, 170)).astype(np.float32)
+    score[rng.random(score.shape) < 0.2] = np.nan
+    score[:40, :40] = np.nan  # a whole block without a value
+    grid = Grid(CRS.from_epsg(32633), Affine(10, 0, 400000, 0, -10, 5000000), 170, 150)
+    path = tmp_path / "score.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=170, height=150, count=1, dtype="float32",
+                       crs=grid.crs, transform=grid.transform, nodata=float("nan")) as dst:
+        dst.write(score, 1)
+    finite = score[np.isfinite(score)].astype(np.float64)
+    calls = []
+    monkeypatch.setattr(FiniteValues, "CHUNK", 1000)  # several chunks per later pass
+    values = FiniteValues(path, grid, tmp_path / "values.f32", block_size=40, workers=2,
+                          on_block=lambda: calls.append(1))
+    try:
+        assert values.extent == (finite.size, finite.min(), finite.max())
+        assert (tmp_path / "values.f32").stat().st_size == 4 * finite.size
+        assert len(calls) == 4 * 5  # one progress call per block of the gathering pass
+        qs = [1, 50, 80, 99.5]
+        got = threshold.exact_percentile(values, qs, bounds=values.extent)
+        np.testing.assert_array_equal(got, np.percentile(finite, qs))
+        noise = noise_level(values, float(np.median(finite)), extent=values.extent)
+        mad = np.median(np.abs(finite - np.median(finite)))
+        assert noise == {"center": float(np.median(finite)), "sigma": 1.4826 * mad}
+        assert noise_level(lambda: iter([score]))["sigma"] == noise["sigma"]  # a plain iterator agrees
+    finally:
+        values.close()
+    assert not (tmp_path / "values.f32").exists()

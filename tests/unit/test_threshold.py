@@ -481,3 +481,64 @@ def test_candidates_emit_no_warning(tmp_path):
         res = candidates_from_score(path, tmp_path / "out", ThresholdSpec(threshold=1.5, min_area_m2=0.0))
     assert len(feats) == 2 and res.n_candidates > 100
     assert [str(w.message) for w in caught] == []
+
+
+# ---------------------------------------------------------------- percentile passes on every core
+
+
+class ThreadedBlocks:
+    """A block source whose passes run in a thread pool and hand results back in a scrambled order."""
+
+    def __init__(self, blocks):
+        self.blocks = blocks
+        self.maps = 0
+
+    def map_blocks(self, fn):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.maps += 1
+        with ThreadPoolExecutor(3) as pool:
+            results = list(pool.map(fn, self.blocks))
+        return iter(results[1::2] + results[0::2])
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=hnp.arrays(np.float64, st.integers(1, 300), elements=floats),
+    cuts=st.lists(st.integers(0, 300), max_size=6),
+    qs=st.lists(st.floats(0, 100), min_size=1, max_size=4),
+    bins=st.sampled_from([2, 16, 65536]),
+    max_values=st.sampled_from([1, 3, 4_000_000]),
+    known=st.booleans(),
+)
+def test_parallel_passes_and_known_bounds_give_numpys_percentile(data, cuts, qs, bins, max_values, known):
+    finite = data[np.isfinite(data)]
+    if finite.size == 0:
+        return
+    source = ThreadedBlocks(split_blocks(data, cuts))
+    engine = ExactPercentile(bins=bins, max_values=max_values)
+    # Bounds may be wider than the data (a deviation's lower bound 0 is rarely attained).
+    bounds = (finite.size, float(finite.min()) - 1.0, float(finite.max())) if known else None
+    got = engine(source, qs + [50], bounds=bounds)
+    np.testing.assert_array_equal(got, reference(data, qs + [50]))
+    assert engine.passes == source.maps  # every pass went through the parallel map
+    if not known:
+        assert (engine.count, engine.min, engine.max) == (finite.size, finite.min(), finite.max())
+
+
+def test_known_bounds_save_the_first_pass():
+    spread = np.random.default_rng(1).normal(size=5000)
+    blocks = np.array_split(spread, 7)
+    usual = ExactPercentile(bins=1024, max_values=1000)
+    usual(blocks, [50, 99])
+    known = ExactPercentile(bins=1024, max_values=1000)
+    got = known(blocks, [50, 99], bounds=(spread.size, spread.min(), spread.max()))
+    assert got.tolist() == np.percentile(spread, [50, 99]).tolist()
+    assert known.passes == usual.passes - 1 == 2
+
+
+def test_transformed_blocks_keep_the_parallel_map():
+    source = ThreadedBlocks([np.arange(5.0), np.arange(5.0, 12.0)])
+    deviations = threshold.TransformedBlocks(source, lambda b: np.abs(b - 6.0))
+    assert exact_percentile(deviations, 50) == np.median(np.abs(np.arange(12.0) - 6.0))
+    assert source.maps == 2  # count/min/max, then collect: both through the parallel map

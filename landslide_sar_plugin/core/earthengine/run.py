@@ -43,7 +43,7 @@ from ..detect import (
 )
 from ..grid import Aoi, Grid, GridError, RasterOnGrid, grid_from_bounds, parse_aoi
 from ..staging import (
-    GDAL_CACHE_MB,
+    GDAL_CACHE_BYTES,
     CancelFn,
     DetectionError,
     Finalize,
@@ -441,6 +441,7 @@ def _detrended_server_ratio(a_ratio: Path, staging: Path, grid, params: DetectPa
         tags={**tags, "DEFINITION": f"A_ratio minus its local median within {params.detrend_radius_m:g} m"},
         description=f"A_ratio {params.polarisation} dB minus its {params.detrend_radius_m:g} m local median")
     a_ratio.unlink()
+    detrended.drop_raw()  # this run thresholds the published COG
     return {"a_ratio": detrended.to_cog(staging / "a_ratio.tif"),
             "background_change": background.to_cog(staging / "background_change.tif")}
 
@@ -538,7 +539,7 @@ def _finish_server_rasters(products: Path, staging: Path, grid: Grid, params: De
     water = RasterOnGrid(params.water_mask, 1, grid, resampling=rasterio.enums.Resampling.nearest) \
         if params.water_mask else None
     try:
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(products) as src:
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), rasterio.open(products) as src:
             n = grid.n_blocks(params.block_size)
             for i, window in enumerate(grid.blocks(params.block_size)):
                 prog(i / n, f"masks: block {i + 1} of {n}")
