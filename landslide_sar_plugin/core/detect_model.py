@@ -100,6 +100,7 @@ from .staging import (
     Progress,
     ProgressFn,
     StagedRaster,
+    cogs_in_background,
     crop,
     discard,
     finish_staged,
@@ -527,8 +528,10 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
                      selection, pols, recipe.sar_halo_px(px))
     combination = ("both orbit passes in one network input (joint recipe)" if recipe.joint_passes else
                    "tracks then passes averaged")
+    threads = resolve_workers(params.workers)  # GDAL's compression threads follow the user's cap too
     staged: dict[str, StagedRaster] = {"probability": StagedRaster(
-        staging, "probability", grid, count=1, dtype="float32", nodata=float("nan"),
+        staging, "probability", grid, count=1, dtype="float32", nodata=float("nan"), threads=threads,
+        raw_copy=True,
         descriptions=[f"landslide probability ({info.model_name}, composite {info.composite})"],
         tags={**tags, "UNITS": "probability 0..1", "COMPOSITE": info.composite,
               "ORBIT_PASSES": ",".join(passes),
@@ -538,12 +541,12 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
     try:
         _infer_blocks(ctx, model, staged["probability"], prog)
         if write_composite:
-            composites = _composite_rasters(staging, grid, info, ctx.composite_keys(), tags)
+            composites = _composite_rasters(staging, grid, info, ctx.composite_keys(), tags, threads)
             staged.update({c.name: c for c in composites.values()})
             _write_composites(ctx, composites, info, prog)
         if params.pass_rasters:
             pol = evidence_polarisation_of(selection, tracks)
-            evidence = _evidence_rasters(staging, grid, pol, tracks, tags) if pol else {}
+            evidence = _evidence_rasters(staging, grid, pol, tracks, tags, threads) if pol else {}
             staged.update(evidence)
             _write_evidence(ctx, evidence, pol, prog)
     finally:
@@ -556,17 +559,21 @@ def _run_staged(scenes_dir, dem: Path, out: Path, staging: Path, params: DetectP
                          heatmap_radius_m=params.heatmap_radius_m, method="model", units="probability",
                          event_id=event_id, block_size=params.block_size)
     prog.stage(0.75, 0.93)
-    stage = threshold_and_vectorise(
-        staged["probability"].path, staging, grid, spec, prog, tags=tags, synthetic=synthetic,
-        empty_message="the model gave no valid probability: the scenes may hold no data over the AOI, or "
-                      "everything is masked (layover/shadow, water, outside the AOI)")
-    timings.update(stage.timings_s)
-    staged.update(stage.rasters)
-    add_model_fields(stage.gpkg, info, synthetic=synthetic, threshold=stage.threshold, event_id=event_id)
+    # As in the A_ratio run: the COGs of the first pass are assembled while the candidates are computed from
+    # the probability's uncompressed twin.
+    with cogs_in_background(staged, staging, list(staged)) as early_cogs:
+        stage = threshold_and_vectorise(
+            staged["probability"].raw_path, staging, grid, spec, prog, tags=tags, synthetic=synthetic,
+            empty_message="the model gave no valid probability: the scenes may hold no data over the AOI, or "
+                          "everything is masked (layover/shadow, water, outside the AOI)", workers=params.workers)
+        timings.update(stage.timings_s)
+        add_model_fields(stage.gpkg, info, synthetic=synthetic, threshold=stage.threshold, event_id=event_id)
 
-    t0 = time.perf_counter()
-    prog.stage(0.93, 1.0)
-    final_files = finish_staged(staged, staging, out, prog, {"candidates": stage.gpkg})
+        t0 = time.perf_counter()
+        prog.stage(0.93, 1.0)
+        files = {**finish_staged(stage.rasters, staging, out, prog, {"candidates": stage.gpkg}), **early_cogs()}
+    staged["probability"].drop_raw()
+    final_files = {key: files[key] for key in (*staged, *stage.rasters, "candidates")}
     timings["cog_publish_s"] = time.perf_counter() - t0
 
     run_info = {
@@ -764,7 +771,8 @@ def _model_block(plan: BlockPlan, grid: Grid, keys, inputs: _BlockInputs, model:
     return np.clip(prob, 0.0, 1.0).astype(np.float32)
 
 
-def _composite_rasters(staging: Path, grid: Grid, info: ModelInfo, keys, tags: dict) -> dict:
+def _composite_rasters(staging: Path, grid: Grid, info: ModelInfo, keys, tags: dict, threads: int | None = None
+                       ) -> dict:
     """One staged raster per composite key (a track, or ``"joint"``) for the model's input (``write_composite``)."""
     out = {}
     for key in keys:
@@ -774,7 +782,7 @@ def _composite_rasters(staging: Path, grid: Grid, info: ModelInfo, keys, tags: d
             name = "composite" if len(keys) == 1 else f"composite_{key[0].lower()}_r{int(key[1] or 0):03d}"
             where = {"ORBIT_PASS": key[0], "RELATIVE_ORBIT": str(key[1])}
         out[key] = StagedRaster(
-            staging, name, grid, count=info.n_bands, dtype="float32", nodata=None,
+            staging, name, grid, count=info.n_bands, dtype="float32", nodata=None, threads=threads,
             descriptions=[f"{b} ({u})" for b, u in zip(info.band_names, info.units or [""] * info.n_bands)],
             tags={**tags, "COMPOSITE": info.composite, **where,
                   "DEFINITION": f"the model's input bands ({', '.join(info.band_names)}) before normalisation; "
@@ -811,13 +819,14 @@ def evidence_polarisation_of(selection: cat.StackSelection, tracks) -> str | Non
     return next((p for p in EVIDENCE_POLARISATIONS if scenes and all(p in s.bands for s in scenes)), None)
 
 
-def _evidence_rasters(staging: Path, grid: Grid, pol: str, tracks, tags: dict) -> dict[str, StagedRaster]:
+def _evidence_rasters(staging: Path, grid: Grid, pol: str, tracks, tags: dict, threads: int | None = None
+                      ) -> dict[str, StagedRaster]:
     """One staged 2-band raster per orbit pass (``evidence_<pass>``), as the A_ratio run declares them."""
     out = {}
     for p in sorted({t[0] for t in tracks}):
         key = f"evidence_{p.lower()}"
         out[key] = StagedRaster(
-            staging, key, grid, count=2, dtype="float32", nodata=float("nan"),
+            staging, key, grid, count=2, dtype="float32", nodata=float("nan"), threads=threads, predictor=3,
             descriptions=[f"{pol} pre-event median (dB)", f"{pol} post-event median (dB)"],
             tags={**tags, "UNITS": "dB", "ORBIT_PASS": p, "POLARISATION": pol,
                   "DEFINITION": "the radar evidence of the change: pre- and post-event temporal medians, tracks "

@@ -571,10 +571,11 @@ def _ring_area(ring) -> float:
     if pts.shape[0] < 3:
         return 0.0
     x, y = pts[:, 0], pts[:, 1]
-    # Shift to the first vertex for numerical accuracy with large coordinates.
+    # Shift to the first vertex for numerical accuracy with large coordinates; the shifted first vertex is
+    # (0, 0), so the closing term x[-1] * y[0] - x[0] * y[-1] of the shoelace vanishes and slices suffice.
     x = x - x[0]
     y = y - y[0]
-    return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))) / 2.0
+    return abs(float(np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1]))) / 2.0
 
 
 def polygon_area_m2(geometry: Mapping) -> float:
@@ -645,11 +646,18 @@ def _pixel_box(geometry: Mapping, transform) -> tuple[int, int, int, int]:
     A spare row or column is harmless: rasterize will not burn it.
     """
     minx, miny, maxx, maxy = _bounds(geometry)
-    win = rio_windows.from_bounds(minx, miny, maxx, maxy, transform)
-    r0 = int(math.floor(win.row_off + 1e-9))
-    c0 = int(math.floor(win.col_off + 1e-9))
-    r1 = int(math.ceil(win.row_off + win.height - 1e-9))
-    c1 = int(math.ceil(win.col_off + win.width - 1e-9))
+    if transform.b == 0 and transform.d == 0:  # north-up: the inverse affine directly (from_bounds is slow)
+        t = transform
+        ca, cb = (minx - t.c) / t.a, (maxx - t.c) / t.a
+        ra, rb = (miny - t.f) / t.e, (maxy - t.f) / t.e
+        row_off, col_off, height, width = min(ra, rb), min(ca, cb), abs(rb - ra), abs(cb - ca)
+    else:
+        win = rio_windows.from_bounds(minx, miny, maxx, maxy, transform)
+        row_off, col_off, height, width = win.row_off, win.col_off, win.height, win.width
+    r0 = int(math.floor(row_off + 1e-9))
+    c0 = int(math.floor(col_off + 1e-9))
+    r1 = int(math.ceil(row_off + height - 1e-9))
+    c1 = int(math.ceil(col_off + width - 1e-9))
     return r0, c0, r1, c1
 
 
@@ -735,6 +743,7 @@ def zonal_stats_many(
     *,
     shape: tuple[int, int] | None = None,
     block_size: int = ZONAL_BLOCK,
+    areas: Sequence[float] | None = None,
 ) -> list[ZonalStats]:
     """:func:`zonal_stats_for_polygon` of every polygon at once, in one labelling pass over the raster.
 
@@ -750,7 +759,8 @@ def zonal_stats_many(
     its area in pixels (one that lost pixels to an overlapping polygon, or
     one not drawn on the pixel lattice) is computed one by one instead, so the
     result is exact either way.  ``values`` and ``shape`` as in
-    :func:`zonal_stats_for_polygon`.
+    :func:`zonal_stats_for_polygon`; ``areas``: the polygons' :func:`polygon_area_m2` when the caller has
+    them already.
     """
     n = len(geometries)
     if n == 0:
@@ -776,7 +786,8 @@ def zonal_stats_many(
                 _zonal_block(geometries, inside, values, transform, (r0, c0, r1, c1), sums, counts, maxes,
                              labelled)
     pixel_area = abs(transform.a * transform.e - transform.b * transform.d)
-    expected = np.array([polygon_area_m2(g) / pixel_area for g in geometries])
+    areas = [polygon_area_m2(g) for g in geometries] if areas is None else areas
+    expected = np.asarray(areas, dtype=np.float64) / pixel_area
     alone = np.abs(labelled - expected) > 1e-6 * np.maximum(expected, 1.0)
     out = []
     for i in range(n):
@@ -879,7 +890,8 @@ def candidate_features(
         minx, miny, maxx, maxy = _bounds(geom)
         rows.append((area, geom, (-round(area, 6), -maxy, minx, -miny, maxx)))
     rows.sort(key=lambda r: r[2])
-    all_stats = zonal_stats_many([geom for _, geom, _ in rows], read_values, transform, shape=shape)
+    all_stats = zonal_stats_many([geom for _, geom, _ in rows], read_values, transform, shape=shape,
+                                 areas=[area for area, _, _ in rows])
     out = []
     for i, ((area, geom, _), stats) in enumerate(zip(rows, all_stats), start=1):
         out.append(

@@ -135,3 +135,41 @@ def test_intermediate_raster_is_uncompressed_and_can_still_be_published(tmp_path
     _validate(out)
     with rasterio.open(out) as src:
         np.testing.assert_array_equal(src.read(1), data)
+
+
+def test_compression_threads_and_the_predictor_change_no_value_and_threads_no_byte(tmp_path):
+    """GDAL compressing in its own threads writes the very same COG; the float predictor keeps every value."""
+    rng = np.random.default_rng(5)
+    data = rng.normal(-12, 2, (1100, 1300)).astype(np.float32)
+    data[rng.random(data.shape) < 0.05] = np.nan
+    grid = _grid(1100, 1300)
+    outs = {}
+    for threads, predictor in ((1, None), (3, None), (1, 3), (2, 3)):
+        writer = cog.CogWriter(tmp_path / f"t{threads}p{predictor}.stage.tif", grid, count=1, dtype="float32",
+                               nodata=float("nan"), threads=threads, predictor=predictor)
+        _write(writer, data, 512)
+        outs[threads, predictor] = writer.assemble(tmp_path / f"t{threads}p{predictor}.tif")
+    assert outs[1, None].read_bytes() == outs[3, None].read_bytes()
+    assert outs[1, 3].read_bytes() == outs[2, 3].read_bytes()
+    for path in outs.values():
+        _validate(path)
+        with rasterio.open(path) as src:
+            np.testing.assert_array_equal(src.read(1), data)
+    with rasterio.open(outs[1, 3]) as src:
+        assert src.profile.get("predictor") == 3 or src.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR") == "3"
+
+
+def test_a_tile_that_never_reached_the_file_is_an_error(tmp_path):
+    """A flush that failed (GDAL only logs it) leaves a tile with no bytes or past the end: check_complete says so."""
+    import errno
+
+    writer = cog.CogWriter(tmp_path / "ok.tif", _grid(600, 700), count=1, dtype="float32", nodata=float("nan"))
+    _write(writer, np.ones((600, 700), np.float32), 512)
+    writer.close()
+    cog.check_complete(tmp_path / "ok.tif")  # complete: no error
+    raw = (tmp_path / "ok.tif").read_bytes()
+    last = max(o + c for d in cog._read_ifds(tmp_path / "ok.tif") for o, c in zip(d.offsets, d.counts))
+    (tmp_path / "cut.tif").write_bytes(raw[:last - 10])  # the last tile truncated, as by a full disk
+    with pytest.raises(OSError) as err:
+        cog.check_complete(tmp_path / "cut.tif")
+    assert err.value.errno == errno.ENOSPC and "not written completely" in str(err.value)

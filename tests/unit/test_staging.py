@@ -170,3 +170,93 @@ def test_run_folders_published_one_by_one_are_replaced_by_a_run_of_both(tmp_path
 
     staging.publish_as_one(out, build)
     assert visible(out) == ["a_ratio", "agreement.tif", "model"] and visible(out / "model") == ["run.json", "x.tif"]
+
+
+# ---------------------------------------------------------------- staged rasters: raw twin, COGs in background
+
+
+def _staged(tmp_path, name="score", **kw):
+    import numpy as np
+    from affine import Affine
+    from rasterio.crs import CRS
+    from rasterio.windows import Window
+
+    from landslide_sar_plugin.core.grid import Grid
+
+    grid = Grid(CRS.from_epsg(32633), Affine(10, 0, 400000, 0, -10, 5000000), 700, 600)
+    data = np.random.default_rng(len(name)).normal(size=(600, 700)).astype(np.float32)
+    raster = staging.StagedRaster(tmp_path, name, grid, count=1, dtype="float32", nodata=float("nan"), **kw)
+    raster.write(Window(0, 0, 700, 600), data)
+    raster.close()
+    return raster, data
+
+
+def test_the_raw_twin_holds_the_same_values_uncompressed_until_dropped(tmp_path):
+    import numpy as np
+    import rasterio
+
+    raster, data = _staged(tmp_path, raw_copy=True, predictor=3)
+    assert raster.raw_path != raster.path
+    with rasterio.open(raster.raw_path) as raw, rasterio.open(raster.path) as staged:
+        assert raw.compression is None and staged.compression is not None
+        np.testing.assert_array_equal(raw.read(1), data)
+        np.testing.assert_array_equal(staged.read(1), data)
+    cog = raster.to_cog()
+    assert raster.raw_path.exists()  # still there for the passes that read it
+    raster.drop_raw()
+    assert not (tmp_path / "score.raw.tif").exists() and raster.raw_path == raster.path
+    with rasterio.open(cog) as src:
+        np.testing.assert_array_equal(src.read(1), data)
+    (tmp_path / "other").mkdir()
+    plain, _ = _staged(tmp_path / "other", name="plain")
+    assert plain.raw_path == plain.path  # no twin asked for: the staged file itself
+
+
+def test_cogs_are_assembled_in_the_background_and_an_error_stops_them(tmp_path, monkeypatch):
+    import threading
+
+    import numpy as np
+    import rasterio
+
+    rasters = {k: _staged(tmp_path, name=k)[0] for k in ("a", "bb", "ccc")}
+    with staging.cogs_in_background(rasters, tmp_path, ["a", "ccc"]) as done:
+        cogs = done()
+    assert {k: p.name for k, p in cogs.items()} == {"a": "a.tif", "ccc": "ccc.tif"}
+    with rasterio.open(cogs["ccc"]) as src:
+        assert np.isfinite(src.read(1)).all()
+    assert rasters["bb"].path.exists() and not rasters["a"].path.exists()  # only the keys asked for
+
+    more = {k: _staged(tmp_path, name=k)[0] for k in ("d", "ee")}
+    started, release = threading.Event(), threading.Event()
+    original = staging.StagedRaster.to_cog
+
+    def slow_to_cog(self, final=None):
+        started.set()
+        release.wait(5)
+        return original(self, final)
+
+    monkeypatch.setattr(staging.StagedRaster, "to_cog", slow_to_cog)
+    with pytest.raises(ValueError, match="the next stage failed"):
+        with staging.cogs_in_background(more, tmp_path, ["d", "ee"]):
+            started.wait(5)
+            threading.Timer(0.2, release.set).start()
+            raise ValueError("the next stage failed")
+    # Left only once the thread had finished: it stopped after the raster it was writing.
+    assert (tmp_path / "d.tif").exists() and not (tmp_path / "ee.tif").exists()
+
+
+def test_gdal_block_cache_is_given_to_rasterio_in_bytes(tmp_path):
+    """rasterio hands an integer GDAL_CACHEMAX to GDALSetCacheMax64 in bytes: 256 meant a 256-byte cache."""
+    import rasterio.env
+
+    seen = {}
+
+    def body(st):
+        seen.update(rasterio.env.getenv())
+
+        class Result:
+            files, run_info, timings_s = {}, {}, {}
+        return Result()
+
+    staging.run_staged(tmp_path / "out", body, {}, 0.0)
+    assert seen["GDAL_CACHEMAX"] == staging.GDAL_CACHE_MB * 1024 * 1024 >= 16 * 1024 * 1024
