@@ -40,7 +40,9 @@ COG_BLOCK = 512
 # Chosen by measurement (tests/bench/bench_compression.py, README "Performance"): DEFLATE level 1 without
 # predictor takes 0.44-0.72x the CPU time of level 6 with the predictor (the old COG setting) for files
 # 1.8 % smaller (sample scene) to 3.5 % larger (speckled bench stacks): the floating-point predictor only
-# costs time on speckled ratios and makes smooth heatmaps larger. ZSTD 1 would be 4x faster still, but
+# costs time on speckled ratios and makes smooth heatmaps larger. Per raster it pays on the smooth ones:
+# the evidence medians 11-12 % smaller and the background change 42-46 % smaller, at 0.90-1.14x the time
+# (bench/compression.json, sample and 2048^2), so those two keep it. ZSTD 1 would be 4x faster still, but
 # not every GIS reads it; DEFLATE does.
 DEFLATE_LEVEL = 1
 
@@ -69,8 +71,7 @@ def cog_profile(width: int, height: int, count: int, dtype: str, crs, transform,
     ``threads`` > 1 lets GDAL compress the tiles in that many threads of its own while the caller goes on
     computing (GTiff ``NUM_THREADS``): the bytes written are the same, only their order in the staged file
     changes, and :func:`assemble_cog` puts them in the COG order anyway.  ``predictor`` 3 (floating point)
-    is for speckled and smooth float rasters (ratios, medians): with DEFLATE 1 it compresses them 5-17 %
-    smaller in 5-17 % less time; mostly-constant rasters (heatmaps, classes) are better without one.
+    is for smooth float rasters (the evidence medians, the background change), see :data:`DEFLATE_LEVEL`.
     """
     profile = {"driver": "GTiff", "width": int(width), "height": int(height), "count": int(count), "dtype": dtype,
                "crs": crs, "transform": transform, "nodata": nodata, "tiled": True, "blockxsize": COG_BLOCK,

@@ -651,7 +651,7 @@ def _pass1_rasters(staging: Path, grid: Grid, params: DetectParams, passes, tags
     # GDAL compresses the tiles in as many threads as the run has workers, overlapping the next blocks.
     threads = resolve_workers(params.workers)
     staged = {"a_ratio": StagedRaster(
-        staging, "a_ratio", grid, threads=threads, predictor=3, raw_copy=True, count=1, dtype="float32",
+        staging, "a_ratio", grid, threads=threads, raw_copy=True, count=1, dtype="float32",
         nodata=float("nan"),
         descriptions=[f"A_ratio {params.polarisation} dB (pre - post), masked"],
         tags={**tags, "UNITS": "dB", "DEFINITION": "pre-event median minus post-event median, "
@@ -659,7 +659,7 @@ def _pass1_rasters(staging: Path, grid: Grid, params: DetectParams, passes, tags
     if params.pass_rasters:
         for p in passes:
             staged[f"a_ratio_{p.lower()}"] = StagedRaster(
-                staging, f"a_ratio_{p.lower()}", grid, threads=threads, predictor=3, count=1, dtype="float32",
+                staging, f"a_ratio_{p.lower()}", grid, threads=threads, count=1, dtype="float32",
                 nodata=float("nan"),
                 descriptions=[f"A_ratio {p.lower()} {params.polarisation} dB (pre - post), unmasked"],
                 tags={**tags, "UNITS": "dB", "ORBIT_PASS": p})

@@ -122,8 +122,9 @@ def detrend_raster(score_path: Path, staging: Path, grid: Grid, radius_m: float,
     tags = dict(tags or {})
     detrended = StagedRaster(staging, "detrended", grid, count=1, dtype="float32", nodata=float("nan"),
                              descriptions=[description], tags={**tags, "DETREND_RADIUS_M": radius_m},
-                             predictor=3, raw_copy=True)
+                             raw_copy=True)
     trend = StagedRaster(staging, "background_change", grid, count=1, dtype="float32", nodata=float("nan"),
+                         predictor=3,
                          descriptions=[f"local median of the score within {radius_m:g} m (background change)"],
                          tags={**tags, "DETREND_RADIUS_M": radius_m, "UNITS": tags.get("UNITS", "dB")})
     try:
