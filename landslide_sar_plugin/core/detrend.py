@@ -26,12 +26,13 @@ the score (a 100 km x 100 km AOI at 10 m with a 1 km radius: 400 x 400 cells).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import warnings
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from rasterio.windows import Window
 from scipy import ndimage
 
@@ -40,6 +41,7 @@ from .staging import Progress, StagedRaster
 
 MIN_VALID_FRACTION = 0.10
 _CHUNK_CELLS = 256  # coarse rows per step of the disk median (bounds its memory)
+_GROUP_ROWS = 512  # image rows read at once for the cell medians (a tile row of the staged rasters)
 
 
 def cell_size_px(radius_m: float, pixel_size: float) -> int:
@@ -47,24 +49,49 @@ def cell_size_px(radius_m: float, pixel_size: float) -> int:
     return max(1, int(round(radius_m / 4.0 / pixel_size)))
 
 
-def cell_medians(read_rows, height: int, width: int, cell: int) -> np.ndarray:
+def cell_medians(read_rows, height: int, width: int, cell: int, *, workers: int = 1,
+                 on_row=None) -> np.ndarray:
     """Median of the finite values of every ``cell`` x ``cell`` cell (NaN where < 10 % valid).
 
-    ``read_rows(row_off, n_rows)`` returns the score rows ``[row_off, row_off + n_rows)``.
+    ``read_rows(row_off, n_rows)`` returns the score rows ``[row_off, row_off + n_rows)``; with ``workers``
+    > 1 it is called from that many threads at once, so it must be safe to (see :func:`detrend_raster`).
+    ``on_row(i, n)`` is called in the calling thread as cell row ``i`` of ``n`` is done (progress, cancel).
     """
+    from .blocks import map_blocks
+
     n_rows, n_cols = math.ceil(height / cell), math.ceil(width / cell)
     out = np.full((n_rows, n_cols), np.nan, np.float32)
-    for i in range(n_rows):
-        strip = np.asarray(read_rows(i * cell, min(cell, height - i * cell)), np.float32)
-        pad = n_cols * cell - width
-        if pad:
-            strip = np.pad(strip, ((0, 0), (0, pad)), constant_values=np.nan)
-        cells = strip.reshape(strip.shape[0], n_cols, cell).transpose(1, 0, 2).reshape(n_cols, -1)
-        valid = np.isfinite(cells)
-        enough = valid.sum(axis=1) >= max(1, MIN_VALID_FRACTION * cells.shape[1])
-        if enough.any():
-            with np.errstate(all="ignore"):
-                out[i, enough] = np.nanmedian(np.where(valid[enough], cells[enough], np.nan), axis=1)
+    # Cell rows in groups of about 512 image rows, one read each: a worker then decodes each tile row once.
+    group = max(1, _GROUP_ROWS // cell)
+
+    def some_rows(_, first: int) -> tuple[int, list[np.ndarray]]:
+        last = min(first + group, n_rows)
+        rows = read_rows(first * cell, min(last * cell, height) - first * cell)
+        return first, [_cell_row(rows[(i - first) * cell:(i - first + 1) * cell], n_cols, cell, width)
+                       for i in range(first, last)]
+
+    groups = map_blocks(range(0, n_rows, group), some_rows, workers=workers)
+    with contextlib.closing(groups):
+        for first, values in groups:
+            if on_row is not None:
+                on_row(first, n_rows)
+            out[first:first + len(values)] = values
+    return out
+
+
+def _cell_row(strip, n_cols: int, cell: int, width: int) -> np.ndarray:
+    """The cell medians of one strip of ``cell`` rows (NaN where < 10 % valid)."""
+    strip = np.asarray(strip, np.float32)
+    out = np.full(n_cols, np.nan, np.float32)
+    pad = n_cols * cell - width
+    if pad:
+        strip = np.pad(strip, ((0, 0), (0, pad)), constant_values=np.nan)
+    cells = strip.reshape(strip.shape[0], n_cols, cell).transpose(1, 0, 2).reshape(n_cols, -1)
+    valid = np.isfinite(cells)
+    enough = valid.sum(axis=1) >= max(1, MIN_VALID_FRACTION * cells.shape[1])
+    if enough.any():
+        with np.errstate(all="ignore"):
+            out[enough] = np.nanmedian(np.where(valid[enough], cells[enough], np.nan), axis=1)
     return out
 
 
@@ -103,39 +130,60 @@ def trend_block(trend_cells: np.ndarray, cell: int, window: Window) -> np.ndarra
 
 def detrend_raster(score_path: Path, staging: Path, grid: Grid, radius_m: float, prog: Progress, *,
                    block_size: int = 1024, tags: dict | None = None,
-                   description: str = "score minus its local median") -> tuple[StagedRaster, StagedRaster]:
+                   description: str = "score minus its local median",
+                   workers: int | None = None) -> tuple[StagedRaster, StagedRaster]:
     """Write ``score - local median`` and the local median (the background change) as staged rasters.
 
-    Progress: 0-0.4 cell medians, 0.4-1 subtraction.
+    The cell medians and the subtraction run on ``workers`` threads (default every core), each with its own
+    reader of ``score_path``.  Progress: 0-0.4 cell medians, 0.4-1 subtraction.
     """
+    from .blocks import map_blocks, resolve_workers
+    from .grid import RasterOnGrid
+
     if radius_m <= 0:
         raise ValueError("the detrend radius must be positive (metres)")
+    threads = resolve_workers(workers)
     cell = cell_size_px(radius_m, grid.pixel_size)
-    with rasterio.open(score_path) as src:
+    readers = threading.local()
+    opened: list[RasterOnGrid] = []
 
-        def read_rows(row_off, n_rows):
-            prog(0.4 * row_off / max(grid.height, 1), "background change: local medians")
-            return src.read(1, window=Window(0, row_off, grid.width, n_rows))
+    def read_rows(row_off, n_rows):  # one reader per thread: a GDAL dataset serves one thread only
+        if not hasattr(readers, "score"):
+            readers.score = RasterOnGrid(score_path, 1, grid)
+            opened.append(readers.score)
+        return readers.score.read(Window(0, row_off, grid.width, n_rows))
 
-        cells = cell_medians(read_rows, grid.height, grid.width, cell)
+    try:
+        cells = cell_medians(read_rows, grid.height, grid.width, cell, workers=threads,
+                             on_row=lambda i, n: prog(0.4 * i / n, "background change: local medians"))
+    finally:
+        for reader in opened:
+            reader.close()
     trend_cells = disk_median(cells, radius_m / (cell * grid.pixel_size))
     tags = dict(tags or {})
     detrended = StagedRaster(staging, "detrended", grid, count=1, dtype="float32", nodata=float("nan"),
                              descriptions=[description], tags={**tags, "DETREND_RADIUS_M": radius_m},
-                             raw_copy=True)
+                             raw_copy=True, threads=threads)
     trend = StagedRaster(staging, "background_change", grid, count=1, dtype="float32", nodata=float("nan"),
-                         predictor=3,
+                         predictor=3, threads=threads,
                          descriptions=[f"local median of the score within {radius_m:g} m (background change)"],
                          tags={**tags, "DETREND_RADIUS_M": radius_m, "UNITS": tags.get("UNITS", "dB")})
+
+    def subtract(reader: RasterOnGrid, window: Window):
+        score = reader.read(window)
+        background = trend_block(trend_cells, cell, window)
+        return (window, (score - background).astype(np.float32),
+                np.where(np.isfinite(score), background, np.nan).astype(np.float32))
+
+    blocks = map_blocks(grid.blocks(block_size), subtract, workers=threads,
+                        open_state=lambda: RasterOnGrid(score_path, 1, grid), close_state=lambda r: r.close())
     try:
-        with rasterio.open(score_path) as src:
+        with contextlib.closing(blocks):
             n_blocks = grid.n_blocks(block_size)
-            for i, window in enumerate(grid.blocks(block_size)):
+            for i, (window, detrended_block, background_block) in enumerate(blocks):
                 prog(0.4 + 0.6 * i / n_blocks, f"removing the background change: block {i + 1} of {n_blocks}")
-                score = src.read(1, window=window)
-                background = trend_block(trend_cells, cell, window)
-                detrended.write(window, (score - background).astype(np.float32))
-                trend.write(window, np.where(np.isfinite(score), background, np.nan).astype(np.float32))
+                detrended.write(window, detrended_block)
+                trend.write(window, background_block)
     finally:
         detrended.close()
         trend.close()

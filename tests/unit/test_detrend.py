@@ -82,6 +82,35 @@ def test_detrend_raster_streams_blocks_and_equals_the_array_version(tmp_path):
     assert np.isnan(trend[5:9, 5:9]).all() and np.allclose(streamed + trend, score, atol=1e-5, equal_nan=True)
 
 
+def test_detrend_on_many_threads_writes_exactly_the_one_thread_result(tmp_path):
+    rng = np.random.default_rng(8)
+    score = (rng.normal(0, 1, (700, 330)) + np.linspace(0, 3, 330)[None, :]).astype(np.float32)
+    score[rng.random(score.shape) < 0.1] = np.nan
+    grid = Grid(rasterio.crs.CRS.from_epsg(32611), from_origin(0, 7000, 10, 10), 330, 700)
+    path = tmp_path / "score.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=330, height=700, count=1, dtype="float32",
+                       crs=grid.crs, transform=grid.transform, nodata=float("nan")) as dst:
+        dst.write(score, 1)
+    outs = {}
+    for workers in (1, 3):
+        folder = tmp_path / f"w{workers}"
+        folder.mkdir()
+        seen = []
+        prog = Progress(lambda f, m, seen=seen: seen.append(f))
+        detrended, background = detrend.detrend_raster(path, folder, grid, 400.0, prog, block_size=64,
+                                                       workers=workers)
+        with rasterio.open(detrended.path) as a, rasterio.open(background.path) as b:
+            outs[workers] = (a.read(1), b.read(1))
+        assert seen == sorted(seen) and len(seen) > 20  # progress from the calling thread, in order
+    for one, many in zip(outs[1], outs[3]):
+        np.testing.assert_array_equal(one, many)
+    # 700 rows, cells of 10 px: 70 cell rows read in groups of 51 (two groups), serial or not the same cells
+    serial = detrend.cell_medians(lambda r0, n: score[r0:r0 + n], 700, 330, 10)
+    threaded = detrend.cell_medians(lambda r0, n: score[r0:r0 + n], 700, 330, 10, workers=3)
+    np.testing.assert_array_equal(serial, threaded)
+    assert serial.shape == (70, 33)
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.floats(-50, 50, allow_nan=False), min_size=1, max_size=300), st.integers(1, 5))
 def test_noise_level_is_the_median_and_robust_sigma(values, n_blocks):

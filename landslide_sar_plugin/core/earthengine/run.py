@@ -438,6 +438,7 @@ def _detrended_server_ratio(a_ratio: Path, staging: Path, grid, params: DetectPa
         tags = src.tags()
     detrended, background = detrend.detrend_raster(
         a_ratio, staging, grid, params.detrend_radius_m, Progress(), block_size=params.block_size,
+        workers=params.workers,
         tags={**tags, "DEFINITION": f"A_ratio minus its local median within {params.detrend_radius_m:g} m"},
         description=f"A_ratio {params.polarisation} dB minus its {params.detrend_radius_m:g} m local median")
     a_ratio.unlink()
