@@ -46,7 +46,16 @@ class Histogram:
         if self.n_valid == 0:
             return 0.0
         cumulative = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.float64)
-        below = float(np.interp(threshold, self.edges, cumulative))  # linear within each bin, clamped at the ends
+        edges = self.edges
+        if not threshold > edges[0]:  # clamped at the ends (NaN counts as below everything)
+            below = 0.0
+        elif threshold >= edges[-1]:
+            below = float(cumulative[-1])
+        else:  # linear within the bin, as a fraction of its width: np.interp's slope overflows on tiny widths
+            i = int(np.clip(np.searchsorted(edges, threshold, side="right") - 1, 0, len(self.counts) - 1))
+            width = edges[i + 1] - edges[i]
+            inside = (threshold - edges[i]) / width if width > 0 else 1.0
+            below = float(cumulative[i] + inside * self.counts[i])
         return float(min(max(1.0 - below / self.n_valid, 0.0), 1.0))
 
 
