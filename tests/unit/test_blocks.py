@@ -100,3 +100,20 @@ def test_one_background_worker_runs_off_the_calling_thread():
     seen.clear()
     assert list(blocks.map_blocks(range(5), compute, workers=1)) == list(range(5))
     assert seen == {main}
+
+
+def test_freed_memory_goes_back_to_the_system_after_every_block(monkeypatch):
+    import sys
+
+    from landslide_sar_plugin.core import blocks
+
+    if sys.platform.startswith("linux"):
+        assert blocks._TRIM is not None  # glibc's malloc_trim was found
+    calls = []
+    monkeypatch.setattr(blocks, "release_free_memory", lambda: calls.append(1))
+    for workers in (1, 3):
+        calls.clear()
+        out = list(blocks.map_blocks(range(7), lambda state, i: i * i, workers=workers))
+        assert out == [i * i for i in range(7)] and len(calls) == 7
+    monkeypatch.undo()
+    blocks.release_free_memory()  # the real one: harmless to call at any time
