@@ -36,6 +36,8 @@ import rasterio
 from affine import Affine
 from rasterio.windows import Window
 
+from .blocks import resolve_workers
+
 COG_BLOCK = 512
 # Chosen by measurement (tests/bench/bench_compression.py, README "Performance"): DEFLATE level 1 without
 # predictor takes 0.44-0.72x the CPU time of level 6 with the predictor (the old COG setting) for files
@@ -131,8 +133,6 @@ class CogWriter:
         self.nodata = nodata
         # An uncompressed (intermediate) raster gets no streamed overviews; assemble() still can build them.
         self.factors = overview_factors(grid.width, grid.height)
-        from .blocks import resolve_workers
-
         profile = cog_profile(grid.width, grid.height, count, dtype, grid.crs, grid.transform, nodata,
                               compress=compress, threads=resolve_workers(threads), predictor=predictor)
         self._profile = profile

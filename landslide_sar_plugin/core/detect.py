@@ -632,7 +632,7 @@ def _detrend_a_ratio(staged: dict, staging: Path, grid: Grid, params: DetectPara
 
     detrended, background = detrend.detrend_raster(
         staged["a_ratio"].raw_path, staging, grid, params.detrend_radius_m, prog, block_size=params.block_size,
-        workers=params.workers,
+        workers=params.workers, raw_copy=True,
         tags={**tags, "UNITS": "dB", "DEFINITION": "A_ratio minus its local median within "
               f"{params.detrend_radius_m:g} m (broad background change removed), terrain-masked; "
               "positive = backscatter dropped more than around it"},

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import threading
 import warnings
 from pathlib import Path
 
@@ -50,12 +49,13 @@ def cell_size_px(radius_m: float, pixel_size: float) -> int:
 
 
 def cell_medians(read_rows, height: int, width: int, cell: int, *, workers: int = 1,
-                 on_row=None) -> np.ndarray:
+                 open_state=lambda: None, close_state=lambda state: None, on_row=None) -> np.ndarray:
     """Median of the finite values of every ``cell`` x ``cell`` cell (NaN where < 10 % valid).
 
-    ``read_rows(row_off, n_rows)`` returns the score rows ``[row_off, row_off + n_rows)``; with ``workers``
-    > 1 it is called from that many threads at once, so it must be safe to (see :func:`detrend_raster`).
-    ``on_row(i, n)`` is called in the calling thread as cell row ``i`` of ``n`` is done (progress, cancel).
+    ``read_rows(state, row_off, n_rows)`` returns the score rows ``[row_off, row_off + n_rows)``, ``state``
+    being what ``open_state()`` opened in the calling thread (a reader: with ``workers`` > 1 the rows are
+    read in that many threads, see :func:`.blocks.map_blocks`).  ``on_row(i, n)`` is called in the calling
+    thread as cell row ``i`` of ``n`` is done (progress, cancel).
     """
     from .blocks import map_blocks
 
@@ -64,13 +64,14 @@ def cell_medians(read_rows, height: int, width: int, cell: int, *, workers: int 
     # Cell rows in groups of about 512 image rows, one read each: a worker then decodes each tile row once.
     group = max(1, _GROUP_ROWS // cell)
 
-    def some_rows(_, first: int) -> tuple[int, list[np.ndarray]]:
+    def some_rows(state, first: int) -> tuple[int, list[np.ndarray]]:
         last = min(first + group, n_rows)
-        rows = read_rows(first * cell, min(last * cell, height) - first * cell)
+        rows = read_rows(state, first * cell, min(last * cell, height) - first * cell)
         return first, [_cell_row(rows[(i - first) * cell:(i - first + 1) * cell], n_cols, cell, width)
                        for i in range(first, last)]
 
-    groups = map_blocks(range(0, n_rows, group), some_rows, workers=workers)
+    groups = map_blocks(range(0, n_rows, group), some_rows, workers=workers, open_state=open_state,
+                        close_state=close_state)
     with contextlib.closing(groups):
         for first, values in groups:
             if on_row is not None:
@@ -131,11 +132,13 @@ def trend_block(trend_cells: np.ndarray, cell: int, window: Window) -> np.ndarra
 def detrend_raster(score_path: Path, staging: Path, grid: Grid, radius_m: float, prog: Progress, *,
                    block_size: int = 1024, tags: dict | None = None,
                    description: str = "score minus its local median",
-                   workers: int | None = None) -> tuple[StagedRaster, StagedRaster]:
+                   workers: int | None = None, raw_copy: bool = False) -> tuple[StagedRaster, StagedRaster]:
     """Write ``score - local median`` and the local median (the background change) as staged rasters.
 
     The cell medians and the subtraction run on ``workers`` threads (default every core), each with its own
-    reader of ``score_path``.  Progress: 0-0.4 cell medians, 0.4-1 subtraction.
+    reader of ``score_path``; ``raw_copy``: the detrended score also gets an uncompressed twin (see
+    :class:`.staging.StagedRaster`) for the passes that read it next.  Progress: 0-0.4 cell medians, 0.4-1
+    subtraction.
     """
     from .blocks import map_blocks, resolve_workers
     from .grid import RasterOnGrid
@@ -144,26 +147,15 @@ def detrend_raster(score_path: Path, staging: Path, grid: Grid, radius_m: float,
         raise ValueError("the detrend radius must be positive (metres)")
     threads = resolve_workers(workers)
     cell = cell_size_px(radius_m, grid.pixel_size)
-    readers = threading.local()
-    opened: list[RasterOnGrid] = []
-
-    def read_rows(row_off, n_rows):  # one reader per thread: a GDAL dataset serves one thread only
-        if not hasattr(readers, "score"):
-            readers.score = RasterOnGrid(score_path, 1, grid)
-            opened.append(readers.score)
-        return readers.score.read(Window(0, row_off, grid.width, n_rows))
-
-    try:
-        cells = cell_medians(read_rows, grid.height, grid.width, cell, workers=threads,
-                             on_row=lambda i, n: prog(0.4 * i / n, "background change: local medians"))
-    finally:
-        for reader in opened:
-            reader.close()
+    cells = cell_medians(lambda reader, row_off, n_rows: reader.read(Window(0, row_off, grid.width, n_rows)),
+                         grid.height, grid.width, cell, workers=threads,
+                         open_state=lambda: RasterOnGrid(score_path, 1, grid), close_state=lambda r: r.close(),
+                         on_row=lambda i, n: prog(0.4 * i / n, "background change: local medians"))
     trend_cells = disk_median(cells, radius_m / (cell * grid.pixel_size))
     tags = dict(tags or {})
     detrended = StagedRaster(staging, "detrended", grid, count=1, dtype="float32", nodata=float("nan"),
                              descriptions=[description], tags={**tags, "DETREND_RADIUS_M": radius_m},
-                             raw_copy=True, threads=threads)
+                             raw_copy=raw_copy, threads=threads)
     trend = StagedRaster(staging, "background_change", grid, count=1, dtype="float32", nodata=float("nan"),
                          predictor=3, threads=threads,
                          descriptions=[f"local median of the score within {radius_m:g} m (background change)"],

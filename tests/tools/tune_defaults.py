@@ -86,7 +86,7 @@ def _detrended(score: np.ndarray, radius_m: float, px: float) -> np.ndarray:
     if radius_m <= 0:
         return score
     cell = detrend.cell_size_px(radius_m, px)
-    cells = detrend.cell_medians(lambda r0, n: score[r0:r0 + n], *score.shape, cell)
+    cells = detrend.cell_medians(lambda _, r0, n: score[r0:r0 + n], *score.shape, cell)
     trend = detrend.disk_median(cells, radius_m / (cell * px))
     from rasterio.windows import Window
 

@@ -21,7 +21,7 @@ from landslide_sar_plugin.core.staging import DetectionError, Progress
 
 def _detrend_array(score: np.ndarray, radius_m: float, px: float) -> np.ndarray:
     cell = detrend.cell_size_px(radius_m, px)
-    cells = detrend.cell_medians(lambda r0, n: score[r0:r0 + n], *score.shape, cell)
+    cells = detrend.cell_medians(lambda _, r0, n: score[r0:r0 + n], *score.shape, cell)
     trend = detrend.disk_median(cells, radius_m / (cell * px))
     return score - detrend.trend_block(trend, cell, Window(0, 0, score.shape[1], score.shape[0]))
 
@@ -58,7 +58,7 @@ def test_nan_stays_nan_and_cells_without_data_take_the_global_median():
     out = _detrend_array(score, 200.0, 10.0)
     assert np.isnan(out[:, :30]).all()
     assert np.allclose(out[:, 30:], 0.0, atol=1e-6)
-    cells = detrend.cell_medians(lambda r0, n: score[r0:r0 + n], 60, 60, 5)
+    cells = detrend.cell_medians(lambda _, r0, n: score[r0:r0 + n], 60, 60, 5)
     assert np.isnan(cells[:, :6]).all()
     assert np.allclose(detrend.disk_median(cells, 1.0), 1.5)  # empty disks -> the median of all cells
 
@@ -105,8 +105,8 @@ def test_detrend_on_many_threads_writes_exactly_the_one_thread_result(tmp_path):
     for one, many in zip(outs[1], outs[3]):
         np.testing.assert_array_equal(one, many)
     # 700 rows, cells of 10 px: 70 cell rows read in groups of 51 (two groups), serial or not the same cells
-    serial = detrend.cell_medians(lambda r0, n: score[r0:r0 + n], 700, 330, 10)
-    threaded = detrend.cell_medians(lambda r0, n: score[r0:r0 + n], 700, 330, 10, workers=3)
+    serial = detrend.cell_medians(lambda _, r0, n: score[r0:r0 + n], 700, 330, 10)
+    threaded = detrend.cell_medians(lambda _, r0, n: score[r0:r0 + n], 700, 330, 10, workers=3)
     np.testing.assert_array_equal(serial, threaded)
     assert serial.shape == (70, 33)
 

@@ -232,14 +232,19 @@ def test_cogs_are_assembled_in_the_background_and_an_error_stops_them(tmp_path, 
 
     def slow_to_cog(self, final=None):
         started.set()
-        release.wait(5)
+        assert release.wait(10), "the stop flag was never set"
         return original(self, final)
 
+    class StopFlag(threading.Event):  # the raster being written finishes only once the stop is asked for
+        def set(self):
+            super().set()
+            release.set()
+
     monkeypatch.setattr(staging.StagedRaster, "to_cog", slow_to_cog)
+    monkeypatch.setattr(staging.threading, "Event", StopFlag)
     with pytest.raises(ValueError, match="the next stage failed"):
         with staging.cogs_in_background(more, tmp_path, ["d", "ee"]):
-            started.wait(5)
-            threading.Timer(0.2, release.set).start()
+            assert started.wait(10)
             raise ValueError("the next stage failed")
     # Left only once the thread had finished: it stopped after the raster it was writing.
     assert (tmp_path / "d.tif").exists() and not (tmp_path / "ee.tif").exists()

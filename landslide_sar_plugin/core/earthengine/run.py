@@ -442,7 +442,6 @@ def _detrended_server_ratio(a_ratio: Path, staging: Path, grid, params: DetectPa
         tags={**tags, "DEFINITION": f"A_ratio minus its local median within {params.detrend_radius_m:g} m"},
         description=f"A_ratio {params.polarisation} dB minus its {params.detrend_radius_m:g} m local median")
     a_ratio.unlink()
-    detrended.drop_raw()  # this run thresholds the published COG
     return {"a_ratio": detrended.to_cog(staging / "a_ratio.tif"),
             "background_change": background.to_cog(staging / "background_change.tif")}
 
